@@ -1,0 +1,55 @@
+"""Shared Taichi functions: the SAD score, a counter-based RNG, fixed-point accumulation.
+
+Site table layout (float32, one row per site), written by ``fit.prepare``:
+    0 px, 1 py, 2 cos(theta), 3 sin(theta), 4 exp(a), 5 exp(-a), 6 r, 7 exp(t)
+Parameter layout (float32, one row per site), what the optimiser updates:
+    0 px, 1 py, 2 theta, 3 a, 4 r, 5 t, 6.. colour channels
+"""
+
+import taichi as ti
+
+TABLE_COLS = 8
+GEOM_PARAMS = 6
+# q is floored at Q_EPS (px^2) so sqrt(q) has a finite gradient at the site itself.
+Q_EPS = 1e-4
+NEG_INF = -1e30
+# Fixed-point scales: integer atomics are associative, so accumulation is deterministic
+# regardless of thread scheduling (float atomics are not).
+GRAD_SCALE = 2.0**26
+LOSS_SCALE = 2.0**32
+STAT_SCALE = 2.0**20
+
+
+@ti.func
+def site_logit(tab: ti.template(), i: ti.i32, x: ti.f32, y: ti.f32, s_inv: ti.f32) -> ti.f32:
+    """Logit l_i(x) = -exp(t) * (sqrt(d^T G d) - r) / S for a point in fitted-image pixels."""
+    dx = x - tab[i, 0]
+    dy = y - tab[i, 1]
+    al = tab[i, 2] * dx + tab[i, 3] * dy
+    be = -tab[i, 3] * dx + tab[i, 2] * dy
+    q = tab[i, 4] * al * al + tab[i, 5] * be * be + Q_EPS
+    return -tab[i, 7] * (ti.sqrt(q) - tab[i, 6]) * s_inv
+
+
+@ti.func
+def hash_u32(v: ti.u32) -> ti.u32:
+    """A well-mixed 32-bit integer hash (xorshift-multiply finaliser)."""
+    h = v
+    h ^= h >> 16
+    h *= ti.u32(0x7FEB352D)
+    h ^= h >> 15
+    h *= ti.u32(0x846CA68B)
+    h ^= h >> 16
+    return h
+
+
+@ti.func
+def random_index(seed: ti.u32, pixel: ti.i32, j: ti.i32, n: ti.i32) -> ti.i32:
+    """A site index drawn from (seed, pixel, j) alone, so results do not depend on threads."""
+    h = hash_u32(seed ^ hash_u32(ti.cast(pixel, ti.u32) * ti.u32(16) + ti.cast(j, ti.u32)))
+    return ti.cast(h % ti.cast(n, ti.u32), ti.i32)
+
+
+@ti.func
+def to_fixed(v: ti.f32, scale: ti.template()) -> ti.i64:
+    return ti.cast(ti.round(v * scale), ti.i64)

@@ -1,0 +1,83 @@
+"""The public Python API; the CLI is a thin layer over it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .backend import init_backend
+from .fit import Progress
+
+
+def encode(
+    image: np.ndarray,
+    bpp: float = 1.0,
+    *,
+    seed: int = 0,
+    effort: int | None = None,
+    iterations: int | None = None,
+    arch: str = "cpu",
+    threads: int | None = None,
+    progress: bool | Progress = False,
+) -> bytes:
+    """Compress a uint8 image (H, W) or (H, W, C), C in {1, 3, 4}, to .sad bytes whose
+    size is at most ``bpp * W * H / 8``."""
+    from .encoder import encode_array
+
+    init_backend(arch, threads)
+    cb = progress if callable(progress) else None
+    data, _ = encode_array(image, bpp, seed=seed, effort=effort, iterations=iterations, progress=cb)
+    return data
+
+
+def decode(
+    data: bytes,
+    *,
+    width: int | None = None,
+    height: int | None = None,
+    scale: float | None = None,
+    arch: str = "cpu",
+    threads: int | None = None,
+) -> np.ndarray:
+    """Render .sad bytes to uint8 (H, W, C), at the stored size or another resolution."""
+    from .decoder import decode_bytes, parse
+
+    parse(data)  # validate before starting the backend
+    init_backend(arch, threads)
+    return decode_bytes(data, width, height, scale)
+
+
+def read_info(data: bytes) -> dict:
+    """Describe a .sad file without starting Taichi: header fields, bpp, checksum status."""
+    from . import container
+
+    hdr = container.read_header(data)
+    status = "ok"
+    try:
+        container.read(data)
+    except Exception as exc:  # report, do not raise: info must describe damaged files too
+        status = f"failed: {exc}"
+    s = hdr.spec
+    return {
+        "format_version": f"{hdr.version[0]}.{hdr.version[1]}",
+        "width": hdr.width,
+        "height": hdr.height,
+        "channels": hdr.channels,
+        "sites": hdr.n_sites,
+        "k": hdr.k,
+        "bytes": len(data),
+        "bpp": 8 * len(data) / (hdr.width * hdr.height),
+        "payload_bytes": hdr.payload_bytes,
+        "quantization": {
+            "position_step_px": 1 / (1 << s.pos_frac_bits),
+            "theta_bits": s.theta_bits,
+            "anisotropy_bits": s.a_bits,
+            "anisotropy_max": s.a_max,
+            "radius_bits": s.r_bits,
+            "radius_step_px": s.r_step,
+            "temperature_bits": s.t_bits,
+            "temperature_min": s.t_min,
+            "temperature_step": s.t_step,
+            "colour_bits": s.col_bits,
+        },
+        "checksum": status,
+    }

@@ -1,0 +1,63 @@
+"""Start Taichi once per process, on the CPU by default or CUDA when asked and present."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+
+from .errors import SadError
+
+_state: dict = {}
+
+
+def init_backend(arch: str = "cpu", threads: int | None = None) -> str:
+    """Initialise Taichi (idempotent) and return the arch in use: "cpu" or "cuda".
+
+    ``arch="auto"`` picks CUDA when a CUDA device is usable, else the CPU. Taichi's
+    banner goes to a buffer, not stdout, so ``sad decode -o -`` style use stays clean.
+    """
+    if arch not in ("auto", "cpu", "cuda"):
+        raise SadError(f"unknown --arch '{arch}' (choose auto, cpu or cuda)")
+    if "arch" in _state:
+        if arch not in ("auto", _state["arch"]):
+            raise SadError(f"backend already started on {_state['arch']}, cannot switch to {arch}")
+        return _state["arch"]
+    os.environ.setdefault("ENABLE_TAICHI_HEADER_PRINT", "False")
+    import taichi as ti
+
+    kwargs = dict(
+        offline_cache=True,
+        log_level=ti.ERROR,
+        default_fp=ti.f32,
+        random_seed=0,
+    )
+    if threads:
+        if threads < 1:
+            raise SadError("--threads must be at least 1")
+        kwargs["cpu_max_num_threads"] = int(threads)
+    chosen = None
+    buf = io.StringIO()
+    if arch in ("auto", "cuda"):
+        with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+            try:
+                ti.init(arch=ti.cuda, **kwargs)
+                if ti.lang.impl.current_cfg().arch == ti.cuda:
+                    chosen = "cuda"
+            except Exception:
+                chosen = None
+        if chosen is None:
+            if arch == "cuda":
+                raise SadError("--arch cuda: no usable CUDA device found (try --arch auto or cpu)")
+            with contextlib.suppress(Exception):
+                ti.reset()
+    if chosen is None:
+        with contextlib.redirect_stdout(buf):
+            ti.init(arch=ti.cpu, **kwargs)
+        chosen = "cpu"
+    _state["arch"] = chosen
+    return chosen
+
+
+def current_arch() -> str | None:
+    return _state.get("arch")

@@ -1,0 +1,97 @@
+"""Image array -> .sad bytes: choose settings, fit under the budget, write the container."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import bitstream, container
+from .errors import SadError
+from .fit import FitConfig, FitResult, Progress, fit_to_budget
+from .quantize import QuantSpec, quantize
+
+# Effort levels: iterations of the main fit (the default meets the quality/time bar).
+EFFORT_ITERATIONS = {1: 200, 2: 400, 3: 600, 4: 800, 5: 1200, 6: 1600, 7: 2400, 8: 3200, 9: 4800}
+DEFAULT_EFFORT = 4
+MIN_SITES = 1
+
+
+def as_image(image: np.ndarray) -> np.ndarray:
+    """Check and normalise an input array to uint8 (H, W, C), C in {1, 3, 4}."""
+    a = np.asarray(image)
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.ndim != 3 or a.shape[2] not in container.CHANNELS:
+        raise SadError(f"unsupported image shape {a.shape}: need (H, W) or (H, W, 1|3|4)")
+    if a.shape[0] < 1 or a.shape[1] < 1:
+        raise SadError(f"image has zero size ({a.shape[1]}x{a.shape[0]})")
+    if a.shape[0] > container.MAX_SIDE or a.shape[1] > container.MAX_SIDE:
+        raise SadError(
+            f"image too large ({a.shape[1]}x{a.shape[0]}); the limit is "
+            f"{container.MAX_SIDE} per side"
+        )
+    if a.dtype != np.uint8:
+        raise SadError(f"image must be 8-bit (uint8), got {a.dtype}")
+    return np.ascontiguousarray(a)
+
+
+def choose_spec(width: int, height: int) -> QuantSpec:
+    spec = QuantSpec()
+    pfb = spec.pos_frac_bits
+    while pfb > 0 and max(width, height) << pfb > 65536:
+        pfb -= 1
+    return QuantSpec(**{**spec.__dict__, "pos_frac_bits": pfb})
+
+
+def make_writer(width: int, height: int, channels: int, k: int, spec: QuantSpec):
+    def write(params: np.ndarray) -> bytes:
+        q = quantize(params, spec, width, height)
+        raw = bitstream.pack(q, spec.col_bits)
+        hdr = container.Header(width, height, channels, k, len(params), spec)
+        return container.write(hdr, raw)
+
+    return write
+
+
+def min_file_bytes(width: int, height: int, channels: int, k: int = 8) -> int:
+    """Size of the smallest possible file (one site) for these dimensions."""
+    spec = choose_spec(width, height)
+    p = np.zeros((MIN_SITES, 6 + channels), np.float32)
+    return len(make_writer(width, height, channels, k, spec)(p))
+
+
+def encode_array(
+    image: np.ndarray,
+    bpp: float,
+    *,
+    seed: int = 0,
+    effort: int | None = None,
+    iterations: int | None = None,
+    k: int = 8,
+    progress: Progress | None = None,
+) -> tuple[bytes, FitResult]:
+    img = as_image(image)
+    h, w, c = img.shape
+    if not (bpp > 0 and np.isfinite(bpp)):
+        raise SadError(f"--bpp must be a positive number, got {bpp}")
+    if bpp > 64:
+        raise SadError(f"--bpp {bpp} is absurd; use at most 64")
+    budget = int(bpp * w * h // 8)
+    need = min_file_bytes(w, h, c, k)
+    if budget < need:
+        raise SadError(
+            f"budget too small: {bpp:g} bpp is {budget} bytes for {w}x{h}; the smallest "
+            f"file is {need} bytes ({need * 8 / (w * h):.4f} bpp)"
+        )
+    if iterations is None:
+        e = DEFAULT_EFFORT if effort is None else int(effort)
+        if e not in EFFORT_ITERATIONS:
+            raise SadError(f"--effort must be 1..9, got {effort}")
+        iterations = EFFORT_ITERATIONS[e]
+    if iterations < 1 or iterations > 100_000:
+        raise SadError(f"--iterations must be 1..100000, got {iterations}")
+    spec = choose_spec(w, h)
+    cfg = FitConfig(iterations=int(iterations), k=k, seed=int(seed))
+    writer = make_writer(w, h, c, k, spec)
+    target = img.astype(np.float32) / 255.0
+    result = fit_to_budget(target, budget, writer, spec, cfg, progress=progress)
+    return result.data, result

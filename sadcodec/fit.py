@@ -1,0 +1,385 @@
+"""The encoder's optimisation: Adam on all site parameters, densify/prune, QAT, rate fit.
+
+``Fitter`` owns the Taichi buffers for one image; ``fit_to_budget`` runs the schedule:
+
+1. gradient-weighted init with part of the expected site budget;
+2. Adam with per-group learning rates; the top-K map refreshed by step-1 passes;
+3. every ``densify_every`` iterations: drop dead sites, split the sites carrying the most
+   error toward the error centroid, steering the count to what the budget allows (bits per
+   site measured by really compressing the current sites);
+4. the last part of the run renders through quantize/dequantize (straight-through), so the
+   fit optimises what the decoder sees;
+5. the file is written; while it is over budget the sites cheapest to lose are removed
+   and the fit is touched up briefly.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import taichi as ti
+
+from kernels import fit as kfit
+from kernels.common import LOSS_SCALE, STAT_SCALE, TABLE_COLS
+
+from . import quantize
+from .init import init_sites
+from .topk import TopKMap
+
+
+@dataclass
+class FitConfig:
+    iterations: int = 800
+    k: int = 8
+    seed: int = 0
+    refresh_every: int = 2
+    inject: int = 4
+    densify_every: int = 100
+    densify_until: float = 0.6
+    init_fraction: float = 0.6
+    grow_per_round: float = 0.35
+    qat_from: float = 0.7
+    decay_from: float = 0.5
+    final_lr: float = 0.05
+    touch_up: int = 20
+    lr: dict = field(
+        default_factory=lambda: {
+            "pos": 0.05,
+            "theta": 0.02,
+            "a": 0.03,
+            "r": 0.05,
+            "t": 0.03,
+            "col": 0.01,
+        }
+    )
+
+
+@dataclass
+class FitResult:
+    params: np.ndarray  # float32 (N, 6 + C), what was written (dequantized)
+    data: bytes
+    psnr: float  # of the quantized sites against the target, from the fit's own render
+    iterations: int
+    seconds: float
+    stage_seconds: dict
+
+
+Progress = Callable[[dict], None]
+
+
+class Fitter:
+    """Taichi state for fitting sites to one image (float32 (H, W, C) in [0, 1])."""
+
+    def __init__(self, target: np.ndarray, capacity: int, cfg: FitConfig):
+        self.h, self.w, self.c = target.shape
+        self.cfg = cfg
+        self.cap = int(capacity)
+        self.p = 6 + self.c
+        self.s_inv = 1.0 / max(self.w, self.h)
+        self.target = ti.ndarray(ti.f32, shape=(self.h, self.w, self.c))
+        self.target.from_numpy(np.ascontiguousarray(target, dtype=np.float32))
+        self.params = ti.ndarray(ti.f32, shape=(self.cap, self.p))
+        self.shown = ti.ndarray(ti.f32, shape=(self.cap, self.p))  # what is rendered
+        self.tab = ti.ndarray(ti.f32, shape=(self.cap, TABLE_COLS))
+        self.grad = ti.ndarray(ti.i64, shape=(self.cap, self.p))
+        self.m = ti.ndarray(ti.f32, shape=(self.cap, self.p))
+        self.v = ti.ndarray(ti.f32, shape=(self.cap, self.p))
+        self.stats = ti.ndarray(ti.i64, shape=(self.cap, 5))
+        self.loss = ti.ndarray(ti.i64, shape=(1,))
+        self.lr = ti.ndarray(ti.f32, shape=(self.p,))
+        self.lo = ti.ndarray(ti.f32, shape=(self.p,))
+        self.hi = ti.ndarray(ti.f32, shape=(self.p,))
+        self.map = TopKMap(self.h, self.w, cfg.k, seed=cfg.seed)
+        self.n = 0
+        self.step_count = 0
+        self.timers: dict[str, float] = {}
+
+    # -- host <-> device -------------------------------------------------------------
+    def set_sites(
+        self, p: np.ndarray, m: np.ndarray | None = None, v: np.ndarray | None = None
+    ) -> None:
+        n = len(p)
+        if n > self.cap:
+            raise ValueError("site capacity exceeded")
+        self.n = n
+        full = np.zeros((self.cap, self.p), np.float32)
+        full[:n] = p
+        self.params.from_numpy(full)
+        for arr, src in ((self.m, m), (self.v, v)):
+            buf = np.zeros((self.cap, self.p), np.float32)
+            if src is not None:
+                buf[:n] = src
+            arr.from_numpy(buf)
+        self.grad.fill(0)
+
+    def get_sites(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        n = self.n
+        return (self.params.to_numpy()[:n], self.m.to_numpy()[:n], self.v.to_numpy()[:n])
+
+    def set_bounds(self, spec: quantize.QuantSpec) -> None:
+        big = 1e6
+        lo = [0.0, 0.0, -big, -spec.a_max, 0.0, spec.t_min] + [0.0] * self.c
+        hi = [float(self.w), float(self.h), big, spec.a_max, spec.r_max, spec.t_max]
+        hi += [1.0] * self.c
+        self.lo.from_numpy(np.array(lo, np.float32))
+        self.hi.from_numpy(np.array(hi, np.float32))
+
+    def _tick(self, name: str, t0: float) -> float:
+        ti.sync()
+        t1 = time.perf_counter()
+        self.timers[name] = self.timers.get(name, 0.0) + t1 - t0
+        return t1
+
+    # -- one optimisation step -------------------------------------------------------
+    def show(self, spec: quantize.QuantSpec | None) -> None:
+        """Fill the rendered copy: the params, or their quantized round trip (QAT)."""
+        if spec is None:
+            src = self.params
+        else:
+            p = self.params.to_numpy()
+            p[: self.n] = quantize.roundtrip(p[: self.n], spec, self.w, self.h)
+            self.shown.from_numpy(p)
+            src = self.shown
+        kfit.prepare(src, self.tab, self.n)
+        return src
+
+    def step(self, lr_scale: float, spec: quantize.QuantSpec | None, refresh: bool) -> float:
+        """One Adam iteration; returns the loss (sum of squared errors) before the step."""
+        t0 = time.perf_counter()
+        src = self.show(spec)
+        if refresh:
+            t0 = self._tick("prepare", t0)
+            self.map.refresh(self.tab, self.n, self.s_inv, stencil=4, inject=self.cfg.inject)
+            t0 = self._tick("topk", t0)
+        self.loss.fill(0)
+        kfit.forward_backward(
+            self.map.cur,
+            self.tab,
+            src,
+            self.target,
+            self.grad,
+            self.loss,
+            self.s_inv,
+            self.cfg.k,
+            self.c,
+        )
+        t0 = self._tick("forward_backward", t0)
+        self.step_count += 1
+        b1, b2 = 0.9, 0.999
+        lrs = self.cfg.lr
+        per_col = [lrs["pos"], lrs["pos"], lrs["theta"], lrs["a"], lrs["r"], lrs["t"]]
+        per_col += [lrs["col"]] * self.c
+        self.lr.from_numpy(np.array(per_col, np.float32) * np.float32(lr_scale))
+        kfit.adam(
+            self.params,
+            self.grad,
+            self.m,
+            self.v,
+            self.lr,
+            self.lo,
+            self.hi,
+            self.n,
+            b1,
+            b2,
+            1 - b1**self.step_count,
+            1 - b2**self.step_count,
+            1e-12,
+        )
+        loss = float(self.loss.to_numpy()[0]) / LOSS_SCALE
+        self._tick("optimizer", t0)
+        return loss
+
+    def psnr(self, loss: float) -> float:
+        mse = loss / (self.h * self.w * self.c)
+        return 10 * math.log10(1.0 / max(mse, 1e-12))
+
+    def site_stats(self, spec: quantize.QuantSpec | None) -> np.ndarray:
+        """Per-site mass, error, error centroid sums and removal cost (float64 (n, 5))."""
+        src = self.show(spec)
+        self.stats.fill(0)
+        kfit.site_stats(
+            self.map.cur, self.tab, src, self.target, self.stats, self.s_inv, self.cfg.k, self.c
+        )
+        return self.stats.to_numpy()[: self.n].astype(np.float64) / STAT_SCALE
+
+    def rebuild_after(self, keep: np.ndarray | None, n_new_from: int | None) -> None:
+        """Fix the map after pruning (keep mask over old sites) and/or appending sites."""
+        if keep is not None:
+            new_index = np.full(len(keep), -1, np.int32)
+            new_index[keep] = np.arange(int(keep.sum()), dtype=np.int32)
+            self.map.remap(new_index)
+        kfit.prepare(self.params, self.tab, self.n)
+        if n_new_from is not None and n_new_from < self.n:
+            self.map.reseed(self.tab, n_new_from, self.n)
+        self.map.refresh(
+            self.tab, self.n, self.s_inv, steps=(8, 4, 2, 1, 1), stencil=8, inject=self.cfg.inject
+        )
+
+    def full_build(self) -> None:
+        kfit.prepare(self.params, self.tab, self.n)
+        self.map.build(self.tab, self.n, self.s_inv)
+
+
+def fit_to_budget(
+    target: np.ndarray,
+    budget_bytes: int,
+    writer: Callable[[np.ndarray], bytes],
+    spec: quantize.QuantSpec,
+    cfg: FitConfig,
+    progress: Progress | None = None,
+    bits_per_site_guess: float = 46.0,
+    fixed_overhead: int = 60,
+) -> FitResult:
+    """Fit sites to ``target`` so that ``writer(params)`` fits in ``budget_bytes``."""
+    t_start = time.perf_counter()
+    h, w, c = target.shape
+    rng = np.random.default_rng(cfg.seed)
+    bps = bits_per_site_guess
+    n_goal = max(4, int((budget_bytes - fixed_overhead) * 8 / bps))
+    cap = int(n_goal * 1.6) + 64
+    fitter = Fitter(target, cap, cfg)
+    fitter.set_bounds(spec)
+    t0 = time.perf_counter()
+    p0 = init_sites(target, max(4, int(n_goal * cfg.init_fraction)), rng)
+    fitter.set_sites(p0)
+    fitter.full_build()
+    t0 = fitter._tick("init", t0)
+
+    iters = cfg.iterations
+    dens_end = int(cfg.densify_until * iters)
+    qat_from = int(cfg.qat_from * iters)
+    decay_from = int(cfg.decay_from * iters)
+    loss = float("nan")
+    for it in range(iters):
+        if it > 0 and it % cfg.densify_every == 0 and it <= dens_end:
+            t0 = time.perf_counter()
+            data = writer(fitter.get_sites()[0])
+            bps = len(data) * 8 / fitter.n
+            n_goal = max(4, int((budget_bytes - fixed_overhead) * 8 / bps))
+            _densify_prune(fitter, n_goal, rng, cfg, last=(it + cfg.densify_every > dens_end))
+            fitter._tick("densify_prune", t0)
+        if it < decay_from:
+            scale = 1.0
+        else:
+            frac = (it - decay_from) / max(1, iters - decay_from)
+            scale = cfg.final_lr + (1 - cfg.final_lr) * 0.5 * (1 + math.cos(math.pi * frac))
+        use_q = spec if it >= qat_from else None
+        loss = fitter.step(scale, use_q, refresh=(it % cfg.refresh_every == 0))
+        if progress is not None and (it % 10 == 0 or it == iters - 1):
+            progress(
+                {
+                    "iteration": it + 1,
+                    "iterations": iters,
+                    "psnr": fitter.psnr(loss),
+                    "sites": fitter.n,
+                    "stage": "fit",
+                }
+            )
+
+    # Rate fit: write, and while over budget drop the sites that cost least to lose.
+    t0 = time.perf_counter()
+    data = b""
+    for attempt in range(12):
+        params = quantize.roundtrip(fitter.get_sites()[0], spec, w, h)
+        data = writer(fitter.get_sites()[0])
+        if len(data) <= budget_bytes:
+            break
+        bps = len(data) * 8 / fitter.n
+        excess = len(data) - budget_bytes
+        n_drop = min(fitter.n - 1, int(math.ceil(excess * 8 / bps * 1.05)) + 1 + attempt)
+        st = fitter.site_stats(spec)
+        order = np.argsort(st[:, 4], kind="stable")
+        keep = np.ones(fitter.n, bool)
+        keep[order[:n_drop]] = False
+        p, m, v = fitter.get_sites()
+        fitter.set_sites(p[keep], m[keep], v[keep])
+        fitter.rebuild_after(keep, None)
+        for _ in range(cfg.touch_up):
+            loss = fitter.step(cfg.final_lr, spec, refresh=True)
+        if progress is not None:
+            progress(
+                {
+                    "iteration": iters,
+                    "iterations": iters,
+                    "psnr": fitter.psnr(loss),
+                    "sites": fitter.n,
+                    "stage": "rate",
+                }
+            )
+    fitter._tick("rate_fit", t0)
+    if len(data) > budget_bytes:
+        raise RuntimeError("rate control failed to meet the budget")
+    # Final quality of exactly what was written.
+    params = quantize.roundtrip(fitter.get_sites()[0], spec, w, h)
+    fitter.show(spec)
+    fitter.map.refresh(fitter.tab, fitter.n, fitter.s_inv, steps=(1,), stencil=4)
+    fitter.loss.fill(0)
+    kfit.forward_backward(
+        fitter.map.cur,
+        fitter.tab,
+        fitter.shown,
+        fitter.target,
+        fitter.grad,
+        fitter.loss,
+        fitter.s_inv,
+        cfg.k,
+        c,
+    )
+    final = float(fitter.loss.to_numpy()[0]) / LOSS_SCALE
+    return FitResult(
+        params=params,
+        data=data,
+        psnr=fitter.psnr(final),
+        iterations=iters,
+        seconds=time.perf_counter() - t_start,
+        stage_seconds=dict(fitter.timers),
+    )
+
+
+def _densify_prune(
+    fitter: Fitter, n_goal: int, rng: np.random.Generator, cfg: FitConfig, last: bool
+) -> None:
+    """Drop dead sites; split high-error sites toward their error centroid, up to n_goal."""
+    st = fitter.site_stats(None)
+    p, m, v = fitter.get_sites()
+    n = fitter.n
+    keep = st[:, 0] >= 0.05  # sites that own almost no pixel mass are dead weight
+    n_keep = int(keep.sum())
+    room = fitter.cap - n_keep
+    if last:
+        n_add = n_goal - n_keep
+    else:
+        n_add = min(n_goal - n_keep, int(cfg.grow_per_round * n_keep))
+    n_add = max(0, min(n_add, room))
+    if n_add == 0 and n_keep == n:
+        return
+    err = np.where(keep, st[:, 1], -1.0)
+    parents = np.argsort(-err, kind="stable")[:n_add]
+    parents = parents[err[parents] > 0]
+    new = p[parents].copy()
+    e = np.maximum(st[parents, 1], 1e-12)
+    cx = st[parents, 2] / e
+    cy = st[parents, 3] / e
+    dx = cx - p[parents, 0]
+    dy = cy - p[parents, 1]
+    dist = np.hypot(dx, dy)
+    ang = rng.uniform(0, 2 * np.pi, len(parents))
+    small = dist < 0.5
+    dx = np.where(small, np.cos(ang), dx)
+    dy = np.where(small, np.sin(ang), dy)
+    new[:, 0] = np.clip(p[parents, 0] + dx, 0, fitter.w - 1e-3)
+    new[:, 1] = np.clip(p[parents, 1] + dy, 0, fitter.h - 1e-3)
+    tgt = fitter.target.to_numpy()
+    xi = np.clip(new[:, 0].astype(int), 0, fitter.w - 1)
+    yi = np.clip(new[:, 1].astype(int), 0, fitter.h - 1)
+    new[:, 6:] = tgt[yi, xi]
+    zeros = np.zeros_like(new)
+    p2 = np.concatenate([p[keep], new])
+    m2 = np.concatenate([m[keep], zeros])
+    v2 = np.concatenate([v[keep], zeros])
+    fitter.set_sites(p2, m2, v2)
+    fitter.rebuild_after(keep if n_keep < n else None, n_keep)

@@ -1,0 +1,309 @@
+"""Read any common image into one predictable array layout, and write arrays back out.
+
+The encoder only understands uint8 (H, W, C) with C in {1, 3, 4}; everything odd about real
+files (palettes, CMYK, EXIF rotation, 16-bit or float samples, animation) is settled here, once,
+with a notice to the user whenever information is dropped. Bad files must surface as a one-line
+SadError, never as a Pillow traceback.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+from PIL import ExifTags, Image, ImageOps, features
+
+from sadcodec.atomic import atomic_write_bytes
+from sadcodec.errors import SadError
+
+__all__ = [
+    "MAX_PIXELS",
+    "MAX_SIDE",
+    "NOTICE_16BIT",
+    "load_image",
+    "save_image",
+]
+
+MAX_PIXELS = 100_000_000
+MAX_SIDE = 65535
+
+# Pillow warns above this and refuses above twice this; the warning is silenced during our own
+# opens and replaced by the explicit check in _check_size, the error becomes a SadError.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+NOTICE_16BIT = "16-bit input reduced to 8 bits per channel"
+_SUPPORTED = "PNG, JPEG, BMP, TIFF, GIF, WebP"
+_16BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+Notice = Callable[[str], None]
+
+
+# ----------------------------------------------------------------------------------- loading
+
+
+def load_image(path: str | os.PathLike[str], notice: Notice | None = None) -> np.ndarray:
+    """Decode ``path`` to a C-contiguous uint8 array of shape (H, W, C), C in {1, 3, 4}.
+
+    ``notice`` receives one-line messages about information that was dropped (bit depth,
+    extra frames); they are only sent once the whole decode has succeeded.
+    """
+    p = os.fspath(path)
+    if not os.path.exists(p):
+        raise SadError(f"cannot read '{p}': no such file")
+    if os.path.isdir(p):
+        raise SadError(f"cannot read '{p}': is a directory")
+    notes: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        img = _open(p)
+        with img:
+            try:
+                arr = _decode(p, img, notes)
+            except SadError:
+                raise
+            except Image.DecompressionBombError as exc:
+                raise _too_large(p, exc) from None
+            except MemoryError:
+                raise SadError(f"cannot read '{p}': out of memory while decoding") from None
+            except Exception:
+                kind = img.format or "image"
+                raise SadError(f"cannot read '{p}': corrupt or truncated {kind} file") from None
+    if notice is not None:
+        for note in notes:
+            notice(note)
+    return arr
+
+
+def _open(p: str) -> Image.Image:
+    """Identify the file (header only: nothing is decoded or allocated yet)."""
+    try:
+        return Image.open(p)
+    except Image.DecompressionBombError as exc:
+        raise _too_large(p, exc) from None
+    except PermissionError:
+        raise SadError(f"cannot read '{p}': permission denied") from None
+    except Exception:
+        try:
+            empty = os.path.getsize(p) == 0
+        except OSError:
+            empty = False
+        if empty:
+            raise SadError(f"cannot read '{p}': file is empty") from None
+        raise SadError(f"cannot read '{p}': not a supported image ({_SUPPORTED})") from None
+
+
+def _too_large(p: str, exc: Exception) -> SadError:
+    """Pillow's bomb guard fired before we saw the size; reuse its pixel count."""
+    m = re.search(r"\((\d+) pixels\)", str(exc))
+    size = f"{int(m.group(1))} pixels" if m else "too many pixels"
+    return SadError(f"cannot read '{p}': image is too large ({size}; the limit is {MAX_PIXELS})")
+
+
+def _check_size(p: str, w: int, h: int) -> None:
+    """Refuse empty and oversized images before any pixel memory is allocated."""
+    if w <= 0 or h <= 0:
+        raise SadError(f"cannot read '{p}': image has zero size ({w}x{h})")
+    if w * h > MAX_PIXELS or w > MAX_SIDE or h > MAX_SIDE:
+        raise SadError(
+            f"cannot read '{p}': image is too large ({w}x{h} = {w * h} pixels; the limit is "
+            f"{MAX_PIXELS} pixels and {MAX_SIDE} per side)"
+        )
+
+
+def _decode(p: str, img: Image.Image, notes: list[str]) -> np.ndarray:
+    """Pick the first frame, decode it and normalise it to the (H, W, C) uint8 layout."""
+    _check_size(p, *img.size)
+    frames = getattr(img, "n_frames", 1)
+    if frames > 1:
+        notes.append(f"input has {frames} frames; using the first")
+        img.seek(0)
+        _check_size(p, *img.size)
+    rawmode = _rawmode(img)
+    wide = rawmode is not None and rawmode.endswith((";16B", ";16L"))
+    if wide and img.mode in ("RGB", "RGBA"):
+        # Pillow has no 16-bit colour mode: it silently keeps only the high byte. Decode the
+        # low bytes too, so that the reduction can round instead of truncating.
+        arr = _decode_wide_color(p, img, rawmode)
+        notes.append(NOTICE_16BIT)
+        return arr
+    img.load()
+    return _to_array(_orient(img, notes), notes)
+
+
+def _rawmode(img: Image.Image) -> str | None:
+    """The raw sample layout of the pending decode (only known before ``load``)."""
+    tiles = getattr(img, "tile", None) or []
+    if not tiles:
+        return None
+    args = tiles[0][3]
+    raw = args[0] if isinstance(args, tuple) and args else args
+    return raw if isinstance(raw, str) else None
+
+
+def _with_rawmode(img: Image.Image, rawmode: str) -> None:
+    """Make the pending decode unpack with another raw layout of the same bit width."""
+    tiles = []
+    for tile in img.tile:
+        args = tile[3]
+        new_args = (rawmode, *args[1:]) if isinstance(args, tuple) else rawmode
+        tiles.append(tile._replace(args=new_args))
+    img.tile = tiles
+
+
+def _decode_wide_color(p: str, img: Image.Image, rawmode: str) -> np.ndarray:
+    """Reduce 16-bit colour to 8 bits by rounding, from two decodes of the same file.
+
+    The filters / compression act on whole bytes, so decoding again with the opposite byte
+    order unpacks exactly the low bytes. LA;16 has no such twin, but the byte-preserving
+    RGBA unpacker has the same 32-bit width and yields (L hi, L lo, A hi, A lo).
+    """
+    notes: list[str] = []
+    if rawmode == "LA;16B":
+        alt = "RGBA"
+    elif rawmode.endswith("B"):
+        alt = rawmode[:-1] + "L"
+    else:
+        alt = rawmode[:-1] + "B"
+    with Image.open(p) as other:
+        if getattr(other, "n_frames", 1) > 1:
+            other.seek(0)
+        try:
+            _with_rawmode(other, alt)
+            other.load()
+        except (ValueError, OSError):
+            other = None  # no twin unpacker: fall back to Pillow's high bytes
+        else:
+            lo = np.asarray(_orient(other, notes))
+    img.load()
+    hi = np.asarray(_orient(img, notes))
+    if other is None or lo.shape != hi.shape:
+        return np.ascontiguousarray(hi)  # truncated, not rounded; close enough as a fallback
+    if rawmode == "LA;16B":
+        lum = (lo[..., 0].astype(np.uint32) << 8) | lo[..., 1]
+        alpha = (lo[..., 2].astype(np.uint32) << 8) | lo[..., 3]
+        wide = np.stack([lum, lum, lum, alpha], axis=-1)
+    else:
+        wide = (hi.astype(np.uint32) << 8) | lo
+    return _round16(wide)
+
+
+def _round16(values: np.ndarray) -> np.ndarray:
+    """round(v / 257) for v in [0, 65535], in integers (no ties are possible)."""
+    v = np.clip(values, 0, 65535).astype(np.uint32)
+    return np.ascontiguousarray(((v + 128) // 257).astype(np.uint8))
+
+
+def _orient(img: Image.Image, notes: list[str]) -> Image.Image:
+    """Apply the EXIF orientation so pixels are upright, as every viewer shows them."""
+    try:
+        orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
+        if orientation in (None, 1):
+            return img
+        out = ImageOps.exif_transpose(img)
+    except Exception:
+        notes.append("ignoring unreadable EXIF orientation")
+        return img
+    return img if out is None else out
+
+
+def _to_array(img: Image.Image, notes: list[str]) -> np.ndarray:
+    """Map every Pillow mode onto C=1 (gray), 3 (RGB) or 4 (RGBA) uint8 samples."""
+    mode = img.mode
+    if mode in _16BIT_MODES:
+        notes.append(NOTICE_16BIT)
+        return _round16(np.asarray(img).astype(np.int64))[..., None]
+    if mode == "F":
+        return _from_float(np.asarray(img, dtype=np.float64), notes)[..., None]
+    transparent = img.has_transparency_data
+    if mode == "1":
+        img = img.convert("L")
+        mode = "L"
+    if mode == "L" and not transparent:
+        return np.array(img, dtype=np.uint8)[..., None]
+    if mode not in ("RGB", "RGBA") or (mode == "RGB" and transparent):
+        if mode in ("La", "PA"):
+            img = img.convert("LA" if mode == "La" else "RGBA")
+        img = img.convert("RGBA" if transparent or _has_alpha(img) else "RGB")
+    return np.array(img, dtype=np.uint8)
+
+
+def _has_alpha(img: Image.Image) -> bool:
+    """Whether the mode itself carries an alpha band (LA, RGBa, ...)."""
+    return any(b in ("A", "a") for b in img.getbands())
+
+
+def _from_float(values: np.ndarray, notes: list[str]) -> np.ndarray:
+    """Float samples are either [0, 1] or [0, 255]: guess from the maximum, clip, quantise."""
+    v = np.nan_to_num(values, nan=0.0, posinf=np.inf, neginf=0.0)
+    finite = v[np.isfinite(v)]
+    top = 1.0 if finite.size == 0 or float(finite.max()) <= 1.0 else 255.0
+    notes.append(
+        f"floating-point input clipped to [0, {top:g}] and converted to 8 bits per channel"
+    )
+    scaled = np.clip(v, 0.0, top) * (255.0 / top)
+    return np.ascontiguousarray(np.rint(scaled).astype(np.uint8))
+
+
+# ----------------------------------------------------------------------------------- saving
+
+_FORMATS = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".webp": "WEBP",
+}
+
+
+def _save_options(fmt: str) -> dict[str, object]:
+    """Near-transparent defaults: this writes decoded codec output, so keep it faithful."""
+    if fmt == "JPEG":
+        return {"quality": 95, "subsampling": 0}
+    if fmt == "WEBP":
+        return {"lossless": True, "exact": True}  # keep RGB under alpha 0
+    if fmt == "TIFF" and features.check("libtiff"):
+        return {"compression": "tiff_deflate"}
+    return {}
+
+
+def save_image(path: str | os.PathLike[str], array: np.ndarray) -> None:
+    """Write uint8 (H, W, C), C in {1, 3, 4}, in the format named by the extension, atomically.
+
+    Encoding happens in memory first so that a failing encoder never touches the target.
+    """
+    p = os.fspath(path)
+    ext = os.path.splitext(p)[1].lower()
+    fmt = _FORMATS.get(ext)
+    if fmt is None:
+        known = ", ".join(_FORMATS)
+        what = f"unknown image extension '{ext}'" if ext else "no file extension"
+        raise SadError(f"cannot write '{p}': {what}; use one of {known}")
+    arr = np.asarray(array)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
+        raise ValueError(f"save_image needs uint8 (H, W, 1|3|4), got {arr.dtype} {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise SadError(f"cannot write '{p}': the image is empty ({arr.shape[1]}x{arr.shape[0]})")
+    channels = arr.shape[2]
+    if channels == 4 and fmt == "JPEG":
+        raise SadError(f"cannot write '{p}': JPEG cannot store alpha; use .png")
+    if channels == 4 and fmt == "BMP":
+        # Pillow writes BI_RGB 32-bit, whose 4th byte readers (Pillow included) ignore.
+        raise SadError(f"cannot write '{p}': BMP cannot store alpha reliably; use .png")
+    if fmt == "WEBP" and not features.check("webp"):
+        raise SadError(f"cannot write '{p}': WebP support is missing from Pillow; use .png")
+    img = Image.fromarray(np.ascontiguousarray(arr[..., 0] if channels == 1 else arr))
+    buf = io.BytesIO()
+    try:
+        img.save(buf, format=fmt, **_save_options(fmt))
+    except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SadError(f"cannot write '{p}': {fmt} encoder failed: {reason}") from None
+    atomic_write_bytes(p, buf.getvalue())

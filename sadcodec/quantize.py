@@ -1,0 +1,96 @@
+"""Quantization of site parameters to integers, and back.
+
+Every parameter has a documented uniform grid (docs/FORMAT.md); the encoder fits through
+``dequantize(quantize(.))`` in its last phase, so what it optimises is what decoders see.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .errors import SadFormatError
+
+
+@dataclass(frozen=True)
+class QuantSpec:
+    """Bit depths and ranges; all stored in the file header."""
+
+    pos_frac_bits: int = 1  # positions on a 1/2**bits pixel grid
+    theta_bits: int = 6  # direction in [0, pi)
+    a_bits: int = 5  # log-anisotropy in [0, a_max]
+    a_max: float = 4.0
+    r_bits: int = 8  # radius r_step * [0, 2**bits - 1] pixels
+    r_step: float = 0.5
+    t_bits: int = 6  # log-temperature t_min + t_step * [0, 2**bits - 1]
+    t_min: float = 0.0
+    t_step: float = 0.2
+    col_bits: int = 6  # per channel, [0, 1]
+
+    def validate(self) -> None:
+        ok = (
+            0 <= self.pos_frac_bits <= 4
+            and 1 <= self.theta_bits <= 8
+            and 1 <= self.a_bits <= 8
+            and 1 <= self.r_bits <= 8
+            and 1 <= self.t_bits <= 8
+            and 1 <= self.col_bits <= 8
+            and all(math.isfinite(v) for v in (self.a_max, self.r_step, self.t_min, self.t_step))
+            and 0 < self.a_max <= 16
+            and 0 < self.r_step <= 64
+            and -16 <= self.t_min <= 32
+            and 0 < self.t_step <= 4
+        )
+        if not ok:
+            raise SadFormatError(f"quantization settings out of range: {asdict(self)}")
+
+    @property
+    def t_max(self) -> float:
+        return self.t_min + self.t_step * ((1 << self.t_bits) - 1)
+
+    @property
+    def r_max(self) -> float:
+        return self.r_step * ((1 << self.r_bits) - 1)
+
+
+def quantize(params: np.ndarray, spec: QuantSpec, width: int, height: int) -> dict:
+    """Map float params (N, 6 + C) to integer fields; a < 0 is folded into theta + pi/2."""
+    p = np.asarray(params, dtype=np.float64)
+    scale = 1 << spec.pos_frac_bits
+    x = np.clip(np.rint(p[:, 0] * scale), 0, width * scale - 1).astype(np.int64)
+    y = np.clip(np.rint(p[:, 1] * scale), 0, height * scale - 1).astype(np.int64)
+    a = p[:, 3]
+    theta = p[:, 2] + np.where(a < 0, np.pi / 2, 0.0)
+    a = np.abs(a)
+    nth = 1 << spec.theta_bits
+    th = np.mod(np.rint(theta / np.pi * nth), nth).astype(np.int64)
+    amax = (1 << spec.a_bits) - 1
+    aq = np.clip(np.rint(a / spec.a_max * amax), 0, amax).astype(np.int64)
+    rq = np.clip(np.rint(p[:, 4] / spec.r_step), 0, (1 << spec.r_bits) - 1).astype(np.int64)
+    tq = np.clip(np.rint((p[:, 5] - spec.t_min) / spec.t_step), 0, (1 << spec.t_bits) - 1)
+    cmax = (1 << spec.col_bits) - 1
+    col = np.clip(np.rint(p[:, 6:] * cmax), 0, cmax).astype(np.int64)
+    return {"x": x, "y": y, "theta": th, "a": aq, "r": rq, "t": tq.astype(np.int64), "col": col}
+
+
+def dequantize(q: dict, spec: QuantSpec) -> np.ndarray:
+    """Integer fields back to float32 params (N, 6 + C), the values the decoder renders."""
+    n = len(q["x"])
+    c = q["col"].shape[1]
+    p = np.empty((n, 6 + c), dtype=np.float32)
+    scale = float(1 << spec.pos_frac_bits)
+    p[:, 0] = q["x"] / scale
+    p[:, 1] = q["y"] / scale
+    p[:, 2] = q["theta"] * (np.pi / (1 << spec.theta_bits))
+    p[:, 3] = q["a"] * (spec.a_max / ((1 << spec.a_bits) - 1))
+    p[:, 4] = q["r"] * spec.r_step
+    p[:, 5] = spec.t_min + q["t"] * spec.t_step
+    p[:, 6:] = q["col"] / float((1 << spec.col_bits) - 1)
+    return p
+
+
+def roundtrip(params: np.ndarray, spec: QuantSpec, width: int, height: int) -> np.ndarray:
+    """What the decoder would see for these params (used for quantization-aware fitting)."""
+    return dequantize(quantize(params, spec, width, height), spec)
