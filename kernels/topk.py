@@ -11,22 +11,27 @@ from .common import NEG_INF, random_index, site_logit
 
 
 @ti.func
-def _insert(ids: ti.template(), sc: ti.template(), cand: ti.i32, s: ti.f32):
-    """Insert (cand, s) into the sorted list if it beats the worst and is not there yet."""
+def _offer(ids: ti.template(), sc: ti.template(), cand: ti.i32, tab: ti.template(),
+           px: ti.f32, py: ti.f32, s_inv: ti.f32):
+    """Insert a candidate into the sorted list if it is new and beats the worst entry.
+
+    The duplicate test comes first: it is a few integer compares in registers, while
+    scoring loads the site's row from memory, and most candidates are duplicates."""
     n = ti.static(ids.n)
-    if s > sc[n - 1]:
-        dup = False
-        for k in ti.static(range(n)):
-            if ids[k] == cand:
-                dup = True
-        if not dup:
+    dup = False
+    for k in ti.static(range(n)):
+        if ids[k] == cand:
+            dup = True
+    if not dup:
+        s = site_logit(tab, cand, px, py, s_inv)
+        if s > sc[n - 1]:
             ids[n - 1] = cand
             sc[n - 1] = s
             for k in ti.static(range(n - 1, 0, -1)):
                 if sc[k] > sc[k - 1]:
-                    ti_tmp = ids[k]
+                    i_tmp = ids[k]
                     ids[k] = ids[k - 1]
-                    ids[k - 1] = ti_tmp
+                    ids[k - 1] = i_tmp
                     s_tmp = sc[k]
                     sc[k] = sc[k - 1]
                     sc[k - 1] = s_tmp
@@ -118,10 +123,10 @@ def propagate(
                 for k in range(K):
                     c = src[ny, nx, k]
                     if c >= 0:
-                        _insert(ids, sc, c, site_logit(tab, c, px, py, s_inv))
+                        _offer(ids, sc, c, tab, px, py, s_inv)
         for j in range(n_inject):
             c = random_index(seed, y * w + x, j, n)
-            _insert(ids, sc, c, site_logit(tab, c, px, py, s_inv))
+            _offer(ids, sc, c, tab, px, py, s_inv)
         for k in ti.static(range(K)):
             dst[y, x, k] = ids[k]
 

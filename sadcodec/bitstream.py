@@ -5,16 +5,18 @@ positions stored as gaps between consecutive Morton codes, split into byte plane
 sites become small numbers and each plane gets its own statistics, which zstd's entropy
 stage exploits. The other fields are one byte per site each, stored plane by plane; a
 colour plane may be stored as differences to the previous site (mod 2**bits) when that
-compresses better. The layout is specified in docs/FORMAT.md.
+compresses better. Each plane is its own zstd frame. The layout is specified in docs/FORMAT.md.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import zstandard
 
 from .errors import SadFormatError
 
 GAP_BYTES = 4
+ZSTD_LEVEL = 22
 FIELDS = ("theta", "a", "r", "t")
 
 
@@ -49,18 +51,18 @@ def spatial_order(q: dict) -> np.ndarray:
     return np.lexsort(keys)
 
 
-def pack(q: dict, col_bits: int) -> bytes:
-    """Serialise quantized fields (any order) to the uncompressed payload."""
+def _planes(q: dict, col_bits: int) -> tuple[int, list[np.ndarray]]:
+    """Flags byte and the byte planes, in stored order, of quantized fields."""
     order = spatial_order(q)
     codes = morton(q["x"][order], q["y"][order])
     gaps = np.diff(codes, prepend=0).astype(np.uint32)
     planes = [((gaps >> (8 * b)) & 0xFF).astype(np.uint8) for b in range(GAP_BYTES - 1, -1, -1)]
     planes += [q[f][order].astype(np.uint8) for f in FIELDS]
-    mask = (1 << col_bits) - 1
     flags = 0
-    col = q["col"][order]
+    col = to_ycocg(q["col"][order], col_bits)
     for c in range(col.shape[1]):
-        raw = col[:, c].astype(np.uint8)
+        mask = plane_mask(c, col.shape[1], col_bits)
+        raw = (col[:, c] & mask).astype(np.uint8)
         delta = (np.diff(col[:, c], prepend=0) & mask).astype(np.uint8)
         # Pick the cheaper plane by a zeroth-order entropy estimate (zstd's literal coder
         # is close to it), so the choice costs no extra compression runs.
@@ -69,7 +71,7 @@ def pack(q: dict, col_bits: int) -> bytes:
             planes.append(delta)
         else:
             planes.append(raw)
-    return bytes([flags]) + b"".join(p.tobytes() for p in planes)
+    return flags, planes
 
 
 def _entropy(v: np.ndarray) -> float:
@@ -78,18 +80,76 @@ def _entropy(v: np.ndarray) -> float:
     return float(-(p * np.log2(p)).sum())
 
 
-def payload_size(n: int, channels: int) -> int:
-    return 1 + n * (GAP_BYTES + len(FIELDS) + channels)
+def _varint(v: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        out.append(b | (0x80 if v else 0))
+        if not v:
+            return bytes(out)
 
 
-def unpack(buf: bytes, n: int, channels: int, col_bits: int) -> dict:
-    """Inverse of pack (sites come back in stored order)."""
-    if len(buf) != payload_size(n, channels):
-        raise SadFormatError("corrupt file: payload has the wrong size for its site count")
+def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    v = shift = 0
+    while True:
+        if pos >= len(buf) or shift > 28:
+            raise SadFormatError("corrupt file: bad stream table")
+        b = buf[pos]
+        pos += 1
+        v |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return v, pos
+
+
+def n_planes(channels: int) -> int:
+    return GAP_BYTES + len(FIELDS) + channels
+
+
+def encode_payload(q: dict, col_bits: int) -> bytes:
+    """Quantized fields -> payload: flags, a varint size per plane, one zstd frame each.
+
+    Separate frames give each plane its own entropy tables (about 5% smaller than one
+    frame over the concatenation, measured on Kodak)."""
+    flags, planes = _planes(q, col_bits)
+    cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=False,
+                                    write_content_size=False, write_dict_id=False)
+    frames = [cctx.compress(p.tobytes()) for p in planes]
+    return bytes([flags]) + b"".join(_varint(len(f)) for f in frames) + b"".join(frames)
+
+
+def decode_payload(buf: bytes, n: int, channels: int, col_bits: int) -> dict:
+    """Inverse of encode_payload; every frame is decompressed with an output cap of n."""
+    if not buf:
+        raise SadFormatError("corrupt file: empty payload")
     flags = buf[0]
-    arr = np.frombuffer(buf, dtype=np.uint8, offset=1).reshape(
-        GAP_BYTES + len(FIELDS) + channels, n
-    )
+    if flags >> channels:
+        raise SadFormatError("corrupt file: unknown payload flags")
+    pos = 1
+    sizes = []
+    for _ in range(n_planes(channels)):
+        size, pos = _read_varint(buf, pos)
+        sizes.append(size)
+    if pos + sum(sizes) != len(buf):
+        raise SadFormatError("corrupt file: stream sizes do not add up to the payload")
+    dctx = zstandard.ZstdDecompressor()
+    arr = np.empty((n_planes(channels), n), dtype=np.uint8)
+    for i, size in enumerate(sizes):
+        frame = buf[pos : pos + size]
+        try:
+            # max_output_size only binds frames that do not declare their size, so a
+            # declared size must be checked first (else a tiny frame could claim GiBs).
+            declared = zstandard.frame_content_size(frame)
+            if declared not in (-1, n):
+                raise SadFormatError(f"corrupt file: stream {i} declares {declared} bytes")
+            plane = dctx.decompress(frame, max_output_size=n)
+        except (zstandard.ZstdError, MemoryError) as exc:
+            raise SadFormatError(f"corrupt file: stream {i} does not decompress ({exc})") from None
+        if len(plane) != n:
+            raise SadFormatError("corrupt file: a stream has the wrong size for its site count")
+        arr[i] = np.frombuffer(plane, dtype=np.uint8)
+        pos += size
     gaps = np.zeros(n, dtype=np.uint64)
     for b in range(GAP_BYTES):
         gaps = (gaps << np.uint64(8)) | arr[b].astype(np.uint64)
@@ -97,10 +157,52 @@ def unpack(buf: bytes, n: int, channels: int, col_bits: int) -> dict:
     q = {"x": _compact(codes), "y": _compact(codes >> np.uint64(1))}
     for i, f in enumerate(FIELDS):
         q[f] = arr[GAP_BYTES + i].astype(np.int64)
-    mask = (1 << col_bits) - 1
     col = np.empty((n, channels), dtype=np.int64)
     for c in range(channels):
+        mask = plane_mask(c, channels, col_bits)
         plane = arr[GAP_BYTES + len(FIELDS) + c].astype(np.int64)
+        if plane.max(initial=0) > mask:
+            raise SadFormatError("corrupt file: colour index out of range")
         col[:, c] = (np.cumsum(plane) & mask) if flags >> c & 1 else plane
-    q["col"] = col
+    q["col"] = from_ycocg(col, col_bits)
     return q
+
+
+def plane_mask(c: int, channels: int, col_bits: int) -> int:
+    """Chroma planes (1 and 2 of a colour image) need one bit more than the channels."""
+    extra = 1 if channels >= 3 and c in (1, 2) else 0
+    return (1 << (col_bits + extra)) - 1
+
+
+def to_ycocg(col: np.ndarray, col_bits: int) -> np.ndarray:
+    """Lossless YCoCg-R of the first three channels (alpha and gray pass through).
+
+    Decorrelating R, G, B saves about 3 bits per site on Kodak (zstd sizes).
+    Chroma is kept modulo 2**(col_bits + 1)."""
+    out = col.astype(np.int64).copy()
+    if col.shape[1] >= 3:
+        r, g, b = out[:, 0], out[:, 1], out[:, 2]
+        co = r - b
+        t = b + (co >> 1)
+        cg = g - t
+        y = t + (cg >> 1)
+        m = (1 << (col_bits + 1)) - 1
+        out[:, 0], out[:, 1], out[:, 2] = y, co & m, cg & m
+    return out
+
+
+def from_ycocg(col: np.ndarray, col_bits: int) -> np.ndarray:
+    out = col.astype(np.int64).copy()
+    if col.shape[1] >= 3:
+        half = 1 << col_bits
+        y = out[:, 0]
+        co = out[:, 1] - ((out[:, 1] >= half) << (col_bits + 1))  # back to signed
+        cg = out[:, 2] - ((out[:, 2] >= half) << (col_bits + 1))
+        t = y - (cg >> 1)
+        g = cg + t
+        b = t - (co >> 1)
+        r = b + co
+        out[:, 0], out[:, 1], out[:, 2] = r, g, b
+        if out[:, :3].min(initial=0) < 0 or out[:, :3].max(initial=0) >= half:
+            raise SadFormatError("corrupt file: colour out of range")
+    return out

@@ -19,9 +19,9 @@ MAX_OUTPUT_PIXELS = 1 << 28
 
 def parse(data: bytes) -> tuple[container.Header, np.ndarray]:
     """Validate a file and return its header and dequantized params (N, 6 + C)."""
-    hdr, raw = container.read(data)
+    hdr, payload = container.read(data)
     spec = hdr.spec
-    q = bitstream.unpack(raw, hdr.n_sites, hdr.channels, spec.col_bits)
+    q = bitstream.decode_payload(payload, hdr.n_sites, hdr.channels, spec.col_bits)
     scale = 1 << spec.pos_frac_bits
     checks = (
         (

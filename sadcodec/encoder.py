@@ -45,9 +45,9 @@ def choose_spec(width: int, height: int) -> QuantSpec:
 def make_writer(width: int, height: int, channels: int, k: int, spec: QuantSpec):
     def write(params: np.ndarray) -> bytes:
         q = quantize(params, spec, width, height)
-        raw = bitstream.pack(q, spec.col_bits)
+        payload = bitstream.encode_payload(q, spec.col_bits)
         hdr = container.Header(width, height, channels, k, len(params), spec)
-        return container.write(hdr, raw)
+        return container.write(hdr, payload)
 
     return write
 

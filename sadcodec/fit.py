@@ -89,7 +89,7 @@ class Fitter:
         self.m = ti.ndarray(ti.f32, shape=(self.cap, self.p))
         self.v = ti.ndarray(ti.f32, shape=(self.cap, self.p))
         self.stats = ti.ndarray(ti.i64, shape=(self.cap, 5))
-        self.loss = ti.ndarray(ti.i64, shape=(1,))
+        self.loss = ti.ndarray(ti.i64, shape=(self.h,))
         self.lr = ti.ndarray(ti.f32, shape=(self.p,))
         self.lo = ti.ndarray(ti.f32, shape=(self.p,))
         self.hi = ti.ndarray(ti.f32, shape=(self.p,))
@@ -189,7 +189,7 @@ class Fitter:
             1 - b2**self.step_count,
             1e-12,
         )
-        loss = float(self.loss.to_numpy()[0]) / LOSS_SCALE
+        loss = float(self.loss.to_numpy().sum()) / LOSS_SCALE
         self._tick("optimizer", t0)
         return loss
 
@@ -329,7 +329,7 @@ def fit_to_budget(
         cfg.k,
         c,
     )
-    final = float(fitter.loss.to_numpy()[0]) / LOSS_SCALE
+    final = float(fitter.loss.to_numpy().sum()) / LOSS_SCALE
     return FitResult(
         params=params,
         data=data,

@@ -26,8 +26,8 @@ class QuantSpec:
     r_step: float = 0.5
     t_bits: int = 6  # log-temperature t_min + t_step * [0, 2**bits - 1]
     t_min: float = 0.0
-    t_step: float = 0.2
-    col_bits: int = 6  # per channel, [0, 1]
+    t_step: float = 0.1875  # exact in float32, as stored
+    col_bits: int = 6  # per channel, [0, 1] (at most 7: chroma needs one bit more)
 
     def validate(self) -> None:
         ok = (
@@ -36,7 +36,7 @@ class QuantSpec:
             and 1 <= self.a_bits <= 8
             and 1 <= self.r_bits <= 8
             and 1 <= self.t_bits <= 8
-            and 1 <= self.col_bits <= 8
+            and 1 <= self.col_bits <= 7
             and all(math.isfinite(v) for v in (self.a_max, self.r_step, self.t_min, self.t_step))
             and 0 < self.a_max <= 16
             and 0 < self.r_step <= 64
@@ -68,6 +68,7 @@ def quantize(params: np.ndarray, spec: QuantSpec, width: int, height: int) -> di
     th = np.mod(np.rint(theta / np.pi * nth), nth).astype(np.int64)
     amax = (1 << spec.a_bits) - 1
     aq = np.clip(np.rint(a / spec.a_max * amax), 0, amax).astype(np.int64)
+    th = np.where(aq == 0, 0, th)  # an isotropic metric has no direction: store the cheapest
     rq = np.clip(np.rint(p[:, 4] / spec.r_step), 0, (1 << spec.r_bits) - 1).astype(np.int64)
     tq = np.clip(np.rint((p[:, 5] - spec.t_min) / spec.t_step), 0, (1 << spec.t_bits) - 1)
     cmax = (1 << spec.col_bits) - 1
