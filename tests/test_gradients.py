@@ -1,0 +1,136 @@
+"""The fused forward+backward kernel against an independent float64 reference.
+
+The top-K map is fixed (the brute-force top-K, with some trailing slots emptied), so the
+loss is a smooth function of the parameters and its gradient can be checked against
+central finite differences of a float64 numpy implementation, column by column.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import taichi as ti
+from conftest import random_scene
+
+from kernels import fit as kfit
+from kernels.common import GRAD_SCALE, LOSS_SCALE, TABLE_COLS
+
+W, H, C, N, K = 24, 20, 3, 30, 8
+S = max(W, H)
+NAMES = ["px", "py", "theta", "a", "r", "t"] + [f"colour{c}" for c in range(C)]
+# Central-difference step per column: small enough for the O(h^2) truncation error,
+# large enough that float64 cancellation stays far below the tolerance.
+STEPS = [1e-4, 1e-4, 1e-5, 1e-5, 1e-4, 1e-5] + [1e-3] * C
+REL_TOL = 2e-3
+
+
+def pixel_centres(width: int, height: int, sx: float = 1.0, sy: float = 1.0):
+    ys, xs = np.mgrid[0:height, 0:width]
+    return ((xs.ravel() + 0.5) * sx).astype(np.float64), ((ys.ravel() + 0.5) * sy).astype(
+        np.float64
+    )
+
+
+def logits(p: np.ndarray, x: np.ndarray, y: np.ndarray, s: float) -> np.ndarray:
+    """float64 logit of site rows p (..., 6 + C) at points x, y (broadcast)."""
+    dx = x - p[..., 0]
+    dy = y - p[..., 1]
+    cs, sn = np.cos(p[..., 2]), np.sin(p[..., 2])
+    al = cs * dx + sn * dy
+    be = -sn * dx + cs * dy
+    q = np.exp(p[..., 3]) * al * al + np.exp(-p[..., 3]) * be * be + 1e-4
+    return -np.exp(p[..., 5]) * (np.sqrt(q) - p[..., 4]) / s
+
+
+def brute_topk(params: np.ndarray, width: int, height: int, k: int) -> np.ndarray:
+    x, y = pixel_centres(width, height)
+    lg = logits(params.astype(np.float64)[None, :, :], x[:, None], y[:, None], S)
+    order = np.argsort(-lg, axis=1, kind="stable")[:, :k]
+    return order.reshape(height, width, k).astype(np.int32)
+
+
+def ref_loss(params: np.ndarray, topk: np.ndarray, target: np.ndarray) -> float:
+    """L = sum over pixels and channels of (softmax-blended colour - target)^2."""
+    h, w, k = topk.shape
+    ids = topk.reshape(-1, k)
+    valid = ids >= 0
+    p = params[np.where(valid, ids, 0)]  # (P, K, 6 + C)
+    x, y = pixel_centres(w, h)
+    lg = np.where(valid, logits(p, x[:, None], y[:, None], S), -np.inf)
+    e = np.exp(lg - lg.max(axis=1, keepdims=True))
+    wt = e / e.sum(axis=1, keepdims=True)
+    col = (wt[..., None] * p[..., 6:]).sum(axis=1)
+    return float(((col - target.reshape(-1, target.shape[2])) ** 2).sum())
+
+
+@pytest.fixture(scope="module")
+def scene():
+    rng = np.random.default_rng(1234)
+    params = random_scene(rng, N, W, H, C, a_max=1.5, r_max=6.0)
+    target = rng.uniform(0.0, 1.0, (H, W, C)).astype(np.float32)
+    topk = brute_topk(params, W, H, K)
+    # Empty the trailing slots of a quarter of the pixels (at least one entry stays), so
+    # the -1 handling is part of what is checked.
+    flat = topk.reshape(-1, K)
+    for i in rng.choice(len(flat), len(flat) // 4, replace=False):
+        flat[i, rng.integers(1, K) :] = -1
+    return params, target, topk
+
+
+def taichi_loss_and_grad(params: np.ndarray, target: np.ndarray, topk: np.ndarray):
+    n, cols = params.shape
+    p = ti.ndarray(ti.f32, shape=(n, cols))
+    p.from_numpy(params)
+    tab = ti.ndarray(ti.f32, shape=(n, TABLE_COLS))
+    kfit.prepare(p, tab, n)
+    tk = ti.ndarray(ti.i32, shape=topk.shape)
+    tk.from_numpy(topk)
+    tg = ti.ndarray(ti.f32, shape=target.shape)
+    tg.from_numpy(target)
+    grad = ti.ndarray(ti.i64, shape=(n, cols))
+    grad.fill(0)
+    # One cell per row is enough for a kernel that accumulates per row or into cell 0.
+    loss = ti.ndarray(ti.i64, shape=(topk.shape[0],))
+    loss.fill(0)
+    kfit.forward_backward(tk, tab, p, tg, grad, loss, 1.0 / S, K, C)
+    return (
+        float(loss.to_numpy().sum()) / LOSS_SCALE,
+        grad.to_numpy().astype(np.float64) / GRAD_SCALE,
+    )
+
+
+def test_loss_matches_reference(scene):
+    params, target, topk = scene
+    got, _ = taichi_loss_and_grad(params, target, topk)
+    want = ref_loss(params.astype(np.float64), topk, target.astype(np.float64))
+    print(f"\nloss: taichi {got:.6f} reference {want:.6f}")
+    assert want > 1.0
+    assert got == pytest.approx(want, rel=1e-4)
+
+
+def test_gradient_matches_finite_differences(scene):
+    params, target, topk = scene
+    _, grad = taichi_loss_and_grad(params, target, topk)
+    p64 = params.astype(np.float64)
+    t64 = target.astype(np.float64)
+    fd = np.zeros_like(grad)
+    for j, h in enumerate(STEPS):
+        for i in range(N):
+            q = p64.copy()
+            q[i, j] += h
+            up = ref_loss(q, topk, t64)
+            q[i, j] -= 2 * h
+            down = ref_loss(q, topk, t64)
+            fd[i, j] = (up - down) / (2 * h)
+    errors = {}
+    for j, name in enumerate(NAMES):
+        scale = np.abs(fd[:, j]).max()
+        assert scale > 1e-3, f"column {name} has no gradient to check ({scale})"
+        errors[name] = np.abs(grad[:, j] - fd[:, j]).max() / scale
+        # The sign and size must match site by site, not just in the worst case.
+        assert np.corrcoef(grad[:, j], fd[:, j])[0, 1] > 0.9999, name
+    print("\nmax |grad - fd| / max |fd| per column:")
+    for name, err in errors.items():
+        print(f"  {name:8s} {err:.2e}   (scale {np.abs(fd[:, NAMES.index(name)]).max():.3g})")
+    bad = {k: v for k, v in errors.items() if v > REL_TOL}
+    assert not bad, f"gradient columns off by more than {REL_TOL}: {bad}"

@@ -1,0 +1,110 @@
+"""decoder.render_params against a numpy reference render over the brute-force top-K."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import random_scene
+
+from sadcodec.decoder import render_params
+
+K = 8
+
+
+def reference_render(params: np.ndarray, src_w: int, src_h: int, out_w: int, out_h: int,
+                     k: int) -> np.ndarray:
+    """The normative render (docs/FORMAT.md) in float64 with the exact top-K."""
+    p = params.astype(np.float64)
+    s = max(src_w, src_h)
+    ys, xs = np.mgrid[0:out_h, 0:out_w]
+    x = ((xs.ravel() + 0.5) * src_w / out_w)[:, None]
+    y = ((ys.ravel() + 0.5) * src_h / out_h)[:, None]
+    dx, dy = x - p[:, 0], y - p[:, 1]
+    cs, sn = np.cos(p[:, 2]), np.sin(p[:, 2])
+    al = cs * dx + sn * dy
+    be = -sn * dx + cs * dy
+    q = np.exp(p[:, 3]) * al * al + np.exp(-p[:, 3]) * be * be + 1e-4
+    lg = -np.exp(p[:, 5]) * (np.sqrt(q) - p[:, 4]) / s  # (P, N)
+    top = np.argsort(-lg, axis=1, kind="stable")[:, :k]
+    tl = np.take_along_axis(lg, top, axis=1)
+    e = np.exp(tl - tl[:, :1])
+    wt = e / e.sum(axis=1, keepdims=True)
+    col = (wt[..., None] * p[top, 6:]).sum(axis=1)
+    out = np.floor(np.clip(col, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return out.reshape(out_h, out_w, -1)
+
+
+def compare(got: np.ndarray, want: np.ndarray) -> tuple[float, int]:
+    diff = np.abs(got.astype(np.int32) - want.astype(np.int32))
+    return float((diff <= 1).mean()), int(diff.max())
+
+
+@pytest.fixture(scope="module")
+def scene() -> np.ndarray:
+    rng = np.random.default_rng(4242)
+    p = random_scene(rng, 150, 64, 48, 3, a_max=2.0, r_max=6.0, t_jitter=1.0)
+    p[:5, 6:] = [[2.5, -1.5, 0.5]] * 5  # out-of-range colours exercise the clamp
+    return p
+
+
+def test_native_render_matches_reference(scene):
+    got = render_params(scene, 64, 48, 64, 48, K)
+    want = reference_render(scene, 64, 48, 64, 48, K)
+    assert got.shape == (48, 64, 3) and got.dtype == np.uint8
+    within, worst = compare(got, want)
+    print(f"\nnative 64x48: {within:.5f} of samples within 1 level, worst {worst}")
+    assert within >= 0.999
+    assert got.std() > 20  # a real picture, not a flat field
+    assert (got == 255).any() and (got == 0).any()  # the clamp was reached
+
+
+def test_render_is_deterministic(scene):
+    a = render_params(scene, 64, 48, 64, 48, K)
+    b = render_params(scene, 64, 48, 64, 48, K)
+    assert np.array_equal(a, b)
+
+
+def test_double_size_render(scene):
+    big = render_params(scene, 64, 48, 128, 96, K)
+    assert big.shape == (96, 128, 3)
+    within, worst = compare(big, reference_render(scene, 64, 48, 128, 96, K))
+    native = render_params(scene, 64, 48, 64, 48, K).astype(np.float64)
+    box = big.astype(np.float64).reshape(48, 2, 64, 2, 3).mean(axis=(1, 3))
+    mad = float(np.abs(box - native).mean())
+    print(f"\n2x 128x96: {within:.5f} within 1 level of the reference, worst {worst}; "
+          f"2x2 box vs native: mean abs diff {mad:.3f} levels")
+    assert within >= 0.999
+    assert mad < 2.0
+
+
+def test_anisotropic_scaling_render(scene):
+    """Different scales per axis (48x60 from 64x48) evaluate at the scaled points."""
+    got = render_params(scene, 64, 48, 48, 60, K)
+    assert got.shape == (60, 48, 3)
+    within, worst = compare(got, reference_render(scene, 64, 48, 48, 60, K))
+    print(f"\n48x60 from 64x48: {within:.5f} within 1 level, worst {worst}")
+    assert within >= 0.999
+
+
+@pytest.mark.parametrize("channels", [1, 4])
+def test_other_channel_counts(channels):
+    rng = np.random.default_rng(channels)
+    p = random_scene(rng, 40, 32, 24, channels, a_max=1.5)
+    got = render_params(p, 32, 24, 32, 24, K)
+    assert got.shape == (24, 32, channels) and got.dtype == np.uint8
+    within, worst = compare(got, reference_render(p, 32, 24, 32, 24, K))
+    print(f"\nC={channels}: {within:.5f} within 1 level, worst {worst}")
+    assert within >= 0.999
+    for c in range(channels):
+        assert got[..., c].std() > 10
+
+
+def test_small_k_and_few_sites():
+    """K = 1 is a hard diagram; N < K leaves empty slots that must not be blended."""
+    rng = np.random.default_rng(8)
+    p = random_scene(rng, 12, 32, 24, 3)
+    for k, params in ((1, p), (8, p[:5])):
+        got = render_params(params, 32, 24, 32, 24, k)
+        within, worst = compare(got, reference_render(params, 32, 24, 32, 24, k))
+        print(f"\nK={k}, N={len(params)}: {within:.5f} within 1 level, worst {worst}")
+        assert within >= 0.999

@@ -1,0 +1,180 @@
+"""The jump-flooding top-K map against the brute-force top-K.
+
+recall@K is the fraction of the true K best sites (by logit) that the map holds, averaged
+over pixels; a map entry whose logit ties the K-th best within float32 noise counts as a
+hit (either site is a correct answer). Run with -s to see the measured figures.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import taichi as ti
+from conftest import random_scene
+
+from kernels import fit as kfit
+from kernels.common import TABLE_COLS
+from sadcodec.topk import TopKMap
+
+W, H, N, K, C = 64, 48, 150, 8, 3
+S = max(W, H)
+TIE = 1e-4  # logits are ~10..100 in size; float32 scoring is good to ~1e-5
+
+
+def logits(p: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """float64 logits (P, N) of every site at the points x, y (P,)."""
+    p = p.astype(np.float64)[None, :, :]
+    dx = x[:, None] - p[..., 0]
+    dy = y[:, None] - p[..., 1]
+    cs, sn = np.cos(p[..., 2]), np.sin(p[..., 2])
+    al = cs * dx + sn * dy
+    be = -sn * dx + cs * dy
+    q = np.exp(p[..., 3]) * al * al + np.exp(-p[..., 3]) * be * be + 1e-4
+    return -np.exp(p[..., 5]) * (np.sqrt(q) - p[..., 4]) / S
+
+
+def points(width: int, height: int, sx: float = 1.0, sy: float = 1.0):
+    ys, xs = np.mgrid[0:height, 0:width]
+    return (xs.ravel() + 0.5) * sx, (ys.ravel() + 0.5) * sy
+
+
+def measure(topk: np.ndarray, lg: np.ndarray) -> dict:
+    """Recall@K, top-1 agreement, duplicates and ordering of a map against logits lg."""
+    ids = topk.reshape(-1, topk.shape[-1])
+    k = ids.shape[1]
+    assert (ids >= 0).all(), "every pixel of a scene with N >= K sites has K candidates"
+    assert (ids < lg.shape[1]).all()
+    srt = np.sort(ids, axis=1)
+    dups = int((srt[:, 1:] == srt[:, :-1]).sum())
+    got = np.take_along_axis(lg, ids, axis=1)
+    true_sorted = -np.sort(-lg, axis=1)
+    kth = true_sorted[:, k - 1 : k]
+    # A site is a correct entry if it is in the true top-K; near-ties at the boundary
+    # count too, since float32 scoring cannot order them reliably.
+    recall = float((got >= kth - TIE).sum(axis=1).mean() / k)
+    top1 = float((got[:, 0] >= true_sorted[:, 0] - TIE).mean())
+    order_violations = int((got[:, 1:] > got[:, :-1] + TIE).sum())
+    true_ids = np.argsort(-lg, axis=1, kind="stable")[:, :k]
+    strict = float((ids[:, :, None] == true_ids[:, None, :]).any(axis=2).mean())
+    return {"recall": recall, "strict": strict, "top1": top1, "dups": dups,
+            "order": order_violations}
+
+
+def upload(params: np.ndarray):
+    n, cols = params.shape
+    p = ti.ndarray(ti.f32, shape=(n, cols))
+    p.from_numpy(params)
+    tab = ti.ndarray(ti.f32, shape=(n, TABLE_COLS))
+    kfit.prepare(p, tab, n)
+    return p, tab
+
+
+@pytest.fixture(scope="module")
+def params() -> np.ndarray:
+    rng = np.random.default_rng(20240607)
+    # Anisotropic (a up to +-2), additively weighted (r 0..8 px), temperatures spread
+    # over a factor e^1.5 either way: cells are curved, uneven and partly soft.
+    return random_scene(rng, N, W, H, C, a_max=2.0, r_max=8.0, t_jitter=1.5)
+
+
+def report(label: str, m: dict) -> None:
+    print(f"\n{label}: recall@{K} {m['recall']:.5f} (no tie allowance {m['strict']:.5f})  "
+          f"top-1 {m['top1']:.5f}  "
+          f"duplicates {m['dups']}  order violations {m['order']}")
+
+
+def test_full_build_matches_brute_force(params):
+    _, tab = upload(params)
+    tk = TopKMap(H, W, K, seed=7)
+    tk.build(tab, N, 1.0 / S)
+    x, y = points(W, H)
+    m = measure(tk.to_numpy(), logits(params, x, y))
+    report("full build 64x48", m)
+    assert m["dups"] == 0
+    assert m["order"] == 0
+    assert m["recall"] >= 0.999
+    assert m["top1"] >= 0.999
+
+
+def test_build_is_deterministic(params):
+    _, tab = upload(params)
+    maps = []
+    for _ in range(2):
+        tk = TopKMap(H, W, K, seed=3)
+        tk.build(tab, N, 1.0 / S)
+        maps.append(tk.to_numpy())
+    assert np.array_equal(maps[0], maps[1])
+
+
+def test_scaled_build_matches_brute_force(params):
+    """A 32x24 map of the 64x48 scene (sx = sy = 2), as a decoder at half size builds it."""
+    _, tab = upload(params)
+    tk = TopKMap(H // 2, W // 2, K, sx=2.0, sy=2.0, seed=11)
+    tk.build(tab, N, 1.0 / S)
+    x, y = points(W // 2, H // 2, 2.0, 2.0)
+    m = measure(tk.to_numpy(), logits(params, x, y))
+    report("build 32x24 at sx=sy=2", m)
+    assert tk.to_numpy().shape == (H // 2, W // 2, K)
+    assert m["dups"] == 0
+    assert m["order"] == 0
+    assert m["recall"] >= 0.999
+    assert m["top1"] >= 0.999
+
+
+def test_upscaled_build_matches_brute_force(params):
+    """A 128x96 map (sx = sy = 1/2), as a decoder at twice the size builds it."""
+    _, tab = upload(params)
+    tk = TopKMap(2 * H, 2 * W, K, sx=0.5, sy=0.5, seed=5)
+    tk.build(tab, N, 1.0 / S)
+    x, y = points(2 * W, 2 * H, 0.5, 0.5)
+    m = measure(tk.to_numpy(), logits(params, x, y))
+    report("build 128x96 at sx=sy=1/2", m)
+    assert m["dups"] == 0
+    assert m["recall"] >= 0.999
+    assert m["top1"] >= 0.999
+
+
+def test_refresh_tracks_moving_sites(params):
+    """Sites moved ~0.3 px (as during fitting): a few step-1 passes keep the map fresh."""
+    p, tab = upload(params)
+    tk = TopKMap(H, W, K, seed=1)
+    tk.build(tab, N, 1.0 / S)
+    rng = np.random.default_rng(99)
+    x, y = points(W, H)
+    moved = params.copy()
+    for round_ in range(3):
+        moved[:, :2] += rng.normal(0.0, 0.3, (N, 2)).astype(np.float32)
+        moved[:, 0] = np.clip(moved[:, 0], 0.0, W - 1e-3)
+        moved[:, 1] = np.clip(moved[:, 1], 0.0, H - 1e-3)
+        p.from_numpy(moved)
+        kfit.prepare(p, tab, N)
+        before = measure(tk.to_numpy(), logits(moved, x, y))
+        tk.refresh(tab, N, 1.0 / S, steps=(1, 1, 1))
+        after = measure(tk.to_numpy(), logits(moved, x, y))
+        report(f"refresh round {round_} (stale map recall {before['recall']:.5f})", after)
+        assert after["dups"] == 0
+        assert after["order"] == 0
+        assert after["recall"] >= 0.99
+        assert after["top1"] >= 0.99
+        assert after["recall"] >= before["recall"]
+
+
+def test_remap_drops_removed_sites(params):
+    """After pruning, remap renumbers; refresh passes refill the holes."""
+    _, tab = upload(params)
+    tk = TopKMap(H, W, K, seed=2)
+    tk.build(tab, N, 1.0 / S)
+    keep = np.ones(N, bool)
+    keep[::5] = False
+    new_index = np.where(keep, np.cumsum(keep) - 1, -1).astype(np.int32)
+    tk.remap(new_index)
+    ids = tk.to_numpy()
+    assert ids.max() < keep.sum()
+    kept = params[keep]
+    _, tab2 = upload(kept)
+    tk.refresh(tab2, len(kept), 1.0 / S, steps=(4, 2, 1, 1))
+    x, y = points(W, H)
+    m = measure(tk.to_numpy(), logits(kept, x, y))
+    report("after remap (20% removed) + 4 passes", m)
+    assert m["dups"] == 0
+    assert m["recall"] >= 0.99
