@@ -1,0 +1,35 @@
+# Two commands set everything up on a fresh machine:
+#   make demo   - create .venv, install, encode + decode a bundled sample, print bpp and PSNR
+#   make test   - create .venv, install, run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SAD := $(VENV)/bin/sad
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	mkdir -p out
+	$(SAD) encode samples/kodim23_crop.png -o out/demo.sad --bpp 1.0
+	$(SAD) decode out/demo.sad -o out/demo.png
+	$(SAD) info out/demo.sad
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check sadcodec kernels tests bench
+
+# Kodak at 1 bpp against JPEG (about an hour on 2 cores); writes docs/kodak-1bpp.md
+bench: $(STAMP)
+	$(PY) bench/kodak.py --bpp 1.0
+
+clean:
+	rm -rf out build *.egg-info
