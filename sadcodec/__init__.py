@@ -5,9 +5,14 @@
 >>> sadcodec.read_info(data)["sites"]
 """
 
-from .api import decode, encode, read_info
-from .backend import init_backend
-from .errors import SadError, SadFormatError
+import os
+
+# Taichi prints a banner to stdout on import unless told not to; keep stdout clean.
+os.environ.setdefault("ENABLE_TAICHI_HEADER_PRINT", "False")
+
+from .api import decode, encode, read_info  # noqa: E402
+from .backend import init_backend  # noqa: E402
+from .errors import SadError, SadFormatError  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["encode", "decode", "read_info", "init_backend", "SadError", "SadFormatError"]

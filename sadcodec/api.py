@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from collections.abc import Callable
+
 from .backend import init_backend
-from .fit import Progress
+
+Progress = Callable[[dict], None]
 
 
 def encode(

@@ -15,6 +15,11 @@ import numpy as np
 import pytest
 import zstandard
 
+
+def _magicless(level: int = 3) -> zstandard.ZstdCompressor:
+    return zstandard.ZstdCompressor(compression_params=zstandard.ZstdCompressionParameters.from_level(
+        level, format=zstandard.FORMAT_ZSTD1_MAGICLESS, write_content_size=0))
+
 from sadcodec import bitstream, container, decoder, quantize
 from sadcodec.errors import SadFormatError
 from sadcodec.quantize import QuantSpec
@@ -322,7 +327,7 @@ def frames_payload(frames: list[bytes], flags: int = 0) -> bytes:
 
 
 def small_frames(n: int, channels: int) -> list[bytes]:
-    cctx = zstandard.ZstdCompressor(write_content_size=False)
+    cctx = _magicless()
     return [cctx.compress(bytes(n)) for _ in range(bitstream.n_planes(channels))]
 
 
@@ -334,7 +339,7 @@ def test_crafted_payloads_are_refused():
     assert_refused(wrap(good + b"\0", n, ch), "corrupt")
     assert_refused(wrap(b"\0", n, ch), "corrupt")  # no stream table
     assert_refused(wrap(bytes([0x02]) + good[1:], n, ch), "corrupt")  # unknown flag bit
-    short = zstandard.ZstdCompressor(write_content_size=False).compress(bytes(n - 1))
+    short = _magicless().compress(bytes(n - 1))
     frames = small_frames(n, ch)
     frames[5] = short
     assert_refused(wrap(frames_payload(frames), n, ch), "corrupt")  # a short stream
@@ -359,7 +364,7 @@ def test_out_of_grid_indices_are_refused():
         data = wrap(bitstream.encode_payload(q, spec.col_bits), 6, 1, spec)
         assert_refused(data, name)
     # Colour planes, crafted by hand (the encoder masks colours into their planes).
-    cctx = zstandard.ZstdCompressor(write_content_size=False)
+    cctx = _magicless()
     n = 2
     base = [bytes(n)] * (bitstream.GAP_BYTES + len(bitstream.FIELDS))
     gray = [bytes([3, 1 << spec.col_bits])]  # index 16 with 4 colour bits
@@ -383,7 +388,7 @@ def bomb_payload(frame0: bytes, n: int = 1, channels: int = 1) -> bytes:
 
 def test_decompression_bomb_without_content_size_is_refused():
     """Header says 1 site; plane 0 decompresses to 16 MiB."""
-    big = zstandard.ZstdCompressor(level=1, write_content_size=False).compress(bytes(16 << 20))
+    big = _magicless(1).compress(bytes(16 << 20))
     data = wrap(bomb_payload(big), 1)
     assert len(data) < 2000
     tracemalloc.start()
@@ -400,7 +405,7 @@ def test_decompression_bomb_with_content_size_is_refused_without_allocating_it()
 
     python-zstandard ignores max_output_size when the frame header declares its content
     size, so an output cap alone does not stop this frame from being inflated in full."""
-    big = zstandard.ZstdCompressor(level=1, write_content_size=True).compress(bytes(64 << 20))
+    big = zstandard.ZstdCompressor(compression_params=zstandard.ZstdCompressionParameters.from_level(1, format=zstandard.FORMAT_ZSTD1_MAGICLESS, write_content_size=1)).compress(bytes(64 << 20))
     data = wrap(bomb_payload(big), 1)
     assert len(data) < 4000
     tracemalloc.start()
