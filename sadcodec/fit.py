@@ -51,9 +51,9 @@ class FitConfig:
     # by a sweep on three half-size Kodak images at 1 bpp (docs/tuning.md).
     lr: dict = field(
         default_factory=lambda: {
-            "pos": 0.6,
+            "pos": 0.3,
             "theta": 0.02,
-            "a": 0.01,
+            "a": 0.03,
             "r": 0.05,
             "t": 0.003,
             "col": 0.04,
@@ -64,6 +64,7 @@ class FitConfig:
 @dataclass
 class FitResult:
     params: np.ndarray  # float32 (N, 6 + C), what was written (dequantized)
+    raw_params: np.ndarray  # the continuous parameters behind them (for analysis)
     data: bytes
     psnr: float  # of the quantized sites against the target, from the fit's own render
     iterations: int
@@ -144,7 +145,7 @@ class Fitter:
             src = self.params
         else:
             p = self.params.to_numpy()
-            p[: self.n] = quantize.roundtrip(p[: self.n], spec, self.w, self.h)
+            p[: self.n] = quantize.roundtrip(p[: self.n], spec, self.w, self.h, keep_sign=True)
             self.shown.from_numpy(p)
             src = self.shown
         kfit.prepare(src, self.tab, self.n)
@@ -346,6 +347,7 @@ def fit_to_budget(
     final = float(fitter.loss.to_numpy().sum()) / LOSS_SCALE
     return FitResult(
         params=params,
+        raw_params=fitter.get_sites()[0],
         data=data,
         psnr=fitter.psnr(final),
         iterations=iters,

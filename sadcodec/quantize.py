@@ -92,6 +92,17 @@ def dequantize(q: dict, spec: QuantSpec) -> np.ndarray:
     return p
 
 
-def roundtrip(params: np.ndarray, spec: QuantSpec, width: int, height: int) -> np.ndarray:
-    """What the decoder would see for these params (used for quantization-aware fitting)."""
-    return dequantize(quantize(params, spec, width, height), spec)
+def roundtrip(
+    params: np.ndarray, spec: QuantSpec, width: int, height: int, keep_sign: bool = False
+) -> np.ndarray:
+    """What the decoder would see for these params.
+
+    With ``keep_sign`` the fold of a < 0 into theta + pi/2 is undone (the same metric),
+    so that straight-through gradients computed at the quantized values keep the sign
+    convention of the continuous parameters they are applied to."""
+    out = dequantize(quantize(params, spec, width, height), spec)
+    if keep_sign:
+        neg = params[:, 3] < 0
+        out[neg, 3] = -out[neg, 3]
+        out[neg, 2] -= np.pi / 2
+    return out
