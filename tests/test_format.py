@@ -15,14 +15,17 @@ import numpy as np
 import pytest
 import zstandard
 
-
-def _magicless(level: int = 3) -> zstandard.ZstdCompressor:
-    return zstandard.ZstdCompressor(compression_params=zstandard.ZstdCompressionParameters.from_level(
-        level, format=zstandard.FORMAT_ZSTD1_MAGICLESS, write_content_size=0))
-
 from sadcodec import bitstream, container, decoder, quantize
 from sadcodec.errors import SadFormatError
 from sadcodec.quantize import QuantSpec
+
+
+def _magicless(level: int = 3) -> zstandard.ZstdCompressor:
+    return zstandard.ZstdCompressor(
+        compression_params=zstandard.ZstdCompressionParameters.from_level(
+            level, format=zstandard.FORMAT_ZSTD1_MAGICLESS, write_content_size=0
+        )
+    )
 
 # field -> (offset, struct format), from the header table of docs/FORMAT.md
 FIELDS = {
@@ -143,8 +146,9 @@ def test_container_round_trip_is_exact(channels):
 
 def test_header_floats_are_stored_as_float32():
     spec = QuantSpec()  # t_step = 0.2 is not exact in float32
-    payload = bitstream.encode_payload(random_fields(np.random.default_rng(1), 3, W, H, 3, spec),
-                                       spec.col_bits)
+    payload = bitstream.encode_payload(
+        random_fields(np.random.default_rng(1), 3, W, H, 3, spec), spec.col_bits
+    )
     data = container.write(container.Header(W, H, 3, 8, 3, spec), payload)
     got, _ = container.read(data)
     for name in ("a_max", "r_step", "t_min", "t_step"):
@@ -244,8 +248,14 @@ def test_header_limits_are_not_too_strict(fields):
     data, _ = make_file()
     hdr = container.read_header(patch(data, **fields))
     for name, value in fields.items():
-        attr = {"k": "k", "n_sites": "n_sites", "width": "width", "height": "height",
-                "channels": "channels", "payload_len": "payload_bytes"}.get(name)
+        attr = {
+            "k": "k",
+            "n_sites": "n_sites",
+            "width": "width",
+            "height": "height",
+            "channels": "channels",
+            "payload_len": "payload_bytes",
+        }.get(name)
         if attr:
             assert getattr(hdr, attr) == value
         elif name == "minor":
@@ -357,8 +367,12 @@ def test_out_of_grid_indices_are_refused():
         data = wrap(bitstream.encode_payload(q, SPEC.col_bits), 6, 3)
         assert_refused(data, "positions out of range")
     spec = QuantSpec(theta_bits=5, a_bits=4, r_bits=6, t_bits=3, col_bits=4)
-    for field, name in (("theta", "directions"), ("a", "anisotropy"), ("r", "radii"),
-                        ("t", "temperatures")):
+    for field, name in (
+        ("theta", "directions"),
+        ("a", "anisotropy"),
+        ("r", "radii"),
+        ("t", "temperatures"),
+    ):
         q = random_fields(rng, 6, W, H, 1, spec)
         q[field][3] = 1 << getattr(spec, field + "_bits")
         data = wrap(bitstream.encode_payload(q, spec.col_bits), 6, 1, spec)
@@ -368,15 +382,18 @@ def test_out_of_grid_indices_are_refused():
     n = 2
     base = [bytes(n)] * (bitstream.GAP_BYTES + len(bitstream.FIELDS))
     gray = [bytes([3, 1 << spec.col_bits])]  # index 16 with 4 colour bits
-    assert_refused(wrap(frames_payload([cctx.compress(p) for p in base + gray]), n, 1, spec),
-                   "colour")
+    assert_refused(
+        wrap(frames_payload([cctx.compress(p) for p in base + gray]), n, 1, spec), "colour"
+    )
     # Y = 15, Co = -1, Cg = 0 is blue 16: a YCoCg triple outside the RGB cube.
     rgb = [bytes([15, 15]), bytes([0, 31]), bytes([0, 0])]
-    assert_refused(wrap(frames_payload([cctx.compress(p) for p in base + rgb]), n, 3, spec),
-                   "colour")
+    assert_refused(
+        wrap(frames_payload([cctx.compress(p) for p in base + rgb]), n, 3, spec), "colour"
+    )
     rgb = [bytes([15, 15]), bytes([0, 0]), bytes([0, 0])]
-    _, params = decoder.parse(wrap(frames_payload([cctx.compress(p) for p in base + rgb]), n, 3,
-                                   spec))
+    _, params = decoder.parse(
+        wrap(frames_payload([cctx.compress(p) for p in base + rgb]), n, 3, spec)
+    )
     assert np.array_equal(params[:, 6:], np.ones((n, 3), np.float32))
 
 
@@ -405,7 +422,11 @@ def test_decompression_bomb_with_content_size_is_refused_without_allocating_it()
 
     python-zstandard ignores max_output_size when the frame header declares its content
     size, so an output cap alone does not stop this frame from being inflated in full."""
-    big = zstandard.ZstdCompressor(compression_params=zstandard.ZstdCompressionParameters.from_level(1, format=zstandard.FORMAT_ZSTD1_MAGICLESS, write_content_size=1)).compress(bytes(64 << 20))
+    big = zstandard.ZstdCompressor(
+        compression_params=zstandard.ZstdCompressionParameters.from_level(
+            1, format=zstandard.FORMAT_ZSTD1_MAGICLESS, write_content_size=1
+        )
+    ).compress(bytes(64 << 20))
     data = wrap(bomb_payload(big), 1)
     assert len(data) < 4000
     tracemalloc.start()
@@ -502,8 +523,18 @@ def in_range_params(rng, n: int, width: int, height: int, spec: QuantSpec, chann
 
 SPECS = [
     QuantSpec(),
-    QuantSpec(pos_frac_bits=0, theta_bits=8, a_bits=8, r_bits=5, r_step=1.5, t_bits=4,
-              t_min=2.0, t_step=0.5, col_bits=7, a_max=2.5),
+    QuantSpec(
+        pos_frac_bits=0,
+        theta_bits=8,
+        a_bits=8,
+        r_bits=5,
+        r_step=1.5,
+        t_bits=4,
+        t_min=2.0,
+        t_step=0.5,
+        col_bits=7,
+        a_max=2.5,
+    ),
     QuantSpec(pos_frac_bits=4, theta_bits=3, a_bits=2, col_bits=2, t_min=-3.0, t_step=1.0),
 ]
 

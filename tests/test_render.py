@@ -11,8 +11,9 @@ from sadcodec.decoder import render_params
 K = 8
 
 
-def reference_render(params: np.ndarray, src_w: int, src_h: int, out_w: int, out_h: int,
-                     k: int) -> np.ndarray:
+def reference_render(
+    params: np.ndarray, src_w: int, src_h: int, out_w: int, out_h: int, k: int
+) -> np.ndarray:
     """The normative render (docs/FORMAT.md) in float64 with the exact top-K."""
     p = params.astype(np.float64)
     s = max(src_w, src_h)
@@ -71,8 +72,10 @@ def test_double_size_render(scene):
     native = render_params(scene, 64, 48, 64, 48, K).astype(np.float64)
     box = big.astype(np.float64).reshape(48, 2, 64, 2, 3).mean(axis=(1, 3))
     mad = float(np.abs(box - native).mean())
-    print(f"\n2x 128x96: {within:.5f} within 1 level of the reference, worst {worst}; "
-          f"2x2 box vs native: mean abs diff {mad:.3f} levels")
+    print(
+        f"\n2x 128x96: {within:.5f} within 1 level of the reference, worst {worst}; "
+        f"2x2 box vs native: mean abs diff {mad:.3f} levels"
+    )
     assert within >= 0.999
     assert mad < 2.0
 

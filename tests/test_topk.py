@@ -56,8 +56,13 @@ def measure(topk: np.ndarray, lg: np.ndarray) -> dict:
     order_violations = int((got[:, 1:] > got[:, :-1] + TIE).sum())
     true_ids = np.argsort(-lg, axis=1, kind="stable")[:, :k]
     strict = float((ids[:, :, None] == true_ids[:, None, :]).any(axis=2).mean())
-    return {"recall": recall, "strict": strict, "top1": top1, "dups": dups,
-            "order": order_violations}
+    return {
+        "recall": recall,
+        "strict": strict,
+        "top1": top1,
+        "dups": dups,
+        "order": order_violations,
+    }
 
 
 def upload(params: np.ndarray):
@@ -78,9 +83,11 @@ def params() -> np.ndarray:
 
 
 def report(label: str, m: dict) -> None:
-    print(f"\n{label}: recall@{K} {m['recall']:.5f} (no tie allowance {m['strict']:.5f})  "
-          f"top-1 {m['top1']:.5f}  "
-          f"duplicates {m['dups']}  order violations {m['order']}")
+    print(
+        f"\n{label}: recall@{K} {m['recall']:.5f} (no tie allowance {m['strict']:.5f})  "
+        f"top-1 {m['top1']:.5f}  "
+        f"duplicates {m['dups']}  order violations {m['order']}"
+    )
 
 
 def test_full_build_matches_brute_force(params):

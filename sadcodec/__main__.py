@@ -1,0 +1,5 @@
+"""`python -m sadcodec` is the `sad` command."""
+
+from .cli import main
+
+main()
