@@ -76,6 +76,7 @@ def read_info(data: bytes) -> dict:
             "anisotropy_bits": s.a_bits,
             "anisotropy_max": s.a_max,
             "radius_bits": s.r_bits,
+            "radius_min_px": s.r_min,
             "radius_step_px": s.r_step,
             "temperature_bits": s.t_bits,
             "temperature_min": s.t_min,

@@ -277,7 +277,8 @@ def _print_info(input: str, d: dict) -> None:
         f"position:    1/{int(round(1 / q['position_step_px']))} px grid",
         f"direction:   {q['theta_bits']} bits; anisotropy {q['anisotropy_bits']} bits "
         f"up to {q['anisotropy_max']:g}",
-        f"radius:      {q['radius_bits']} bits, step {q['radius_step_px']:g} px",
+        f"radius:      {q['radius_bits']} bits from {q['radius_min_px']:g} px, "
+        f"step {q['radius_step_px']:g} px",
         f"temperature: {q['temperature_bits']} bits from {q['temperature_min']:g}, "
         f"step {q['temperature_step']:g}",
         f"colour:      {q['colour_bits']} bits per channel",

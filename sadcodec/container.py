@@ -18,9 +18,9 @@ MAGIC = b"SAD\x1a"
 VERSION_MAJOR = 1
 VERSION_MINOR = 0
 # magic, major, minor, width, height, channels, K, n_sites, flags,
-# pos_frac_bits, theta_bits, a_bits, a_max, r_bits, r_step, t_bits, t_min, t_step,
+# pos_frac_bits, theta_bits, a_bits, a_max, r_bits, r_min, r_step, t_bits, t_min, t_step,
 # col_bits, payload_len
-_HEADER = struct.Struct("<4sBBHHBBIBBBBfBfBffBI")
+_HEADER = struct.Struct("<4sBBHHBBIBBBBfBffBffBI")
 HEADER_SIZE = _HEADER.size + 4  # + header CRC32
 TRAILER_SIZE = 4  # payload CRC32
 MAX_SIDE = 65535
@@ -82,6 +82,7 @@ def write(header: Header, comp: bytes) -> bytes:
         s.a_bits,
         s.a_max,
         s.r_bits,
+        s.r_min,
         s.r_step,
         s.t_bits,
         s.t_min,
@@ -124,6 +125,7 @@ def read_header(data: bytes) -> Header:
         ab,
         amax,
         rb,
+        rmin,
         rstep,
         tbits,
         tmin,
@@ -137,6 +139,7 @@ def read_header(data: bytes) -> Header:
         a_bits=ab,
         a_max=amax,
         r_bits=rb,
+        r_min=rmin,
         r_step=rstep,
         t_bits=tbits,
         t_min=tmin,

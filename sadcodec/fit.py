@@ -36,7 +36,7 @@ class FitConfig:
     iterations: int = 800
     k: int = 8
     seed: int = 0
-    refresh_every: int = 2
+    refresh_every: int = 3
     inject: int = 4
     densify_every: int = 50
     densify_until: float = 0.6
@@ -126,7 +126,7 @@ class Fitter:
 
     def set_bounds(self, spec: quantize.QuantSpec) -> None:
         big = 1e6
-        lo = [0.0, 0.0, -big, -spec.a_max, 0.0, spec.t_min] + [0.0] * self.c
+        lo = [0.0, 0.0, -big, -spec.a_max, spec.r_min, spec.t_min] + [0.0] * self.c
         hi = [float(self.w), float(self.h), big, spec.a_max, spec.r_max, spec.t_max]
         hi += [1.0] * self.c
         self.lo.from_numpy(np.array(lo, np.float32))

@@ -34,12 +34,12 @@ def init_sites(
     n: int,
     rng: np.random.Generator,
     uniform_share: float = 0.3,
-    r0: float = 8.0,
+    r0: float = 0.0,
     sharpness: float = 3.0,
 ) -> np.ndarray:
     """Place n sites with probability rising with local detail; returns params (n, 6 + C).
 
-    Colours come from the image, radii start equal (r0, so they may move either way), and
+    Colours come from the image, radii start equal (r0; only differences matter much), and
     each temperature is set from the local site spacing so a boundary spans about
     1/sharpness of the spacing.
     """

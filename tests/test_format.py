@@ -27,6 +27,7 @@ def _magicless(level: int = 3) -> zstandard.ZstdCompressor:
         )
     )
 
+
 # field -> (offset, struct format), from the header table of docs/FORMAT.md
 FIELDS = {
     "magic": (0, "4s"),
@@ -43,14 +44,15 @@ FIELDS = {
     "a_bits": (19, "B"),
     "a_max": (20, "f"),
     "r_bits": (24, "B"),
-    "r_step": (25, "f"),
-    "t_bits": (29, "B"),
-    "t_min": (30, "f"),
-    "t_step": (34, "f"),
-    "col_bits": (38, "B"),
-    "payload_len": (39, "I"),
+    "r_min": (25, "f"),
+    "r_step": (29, "f"),
+    "t_bits": (33, "B"),
+    "t_min": (34, "f"),
+    "t_step": (38, "f"),
+    "col_bits": (42, "B"),
+    "payload_len": (43, "I"),
 }
-HEAD = 43  # header bytes covered by the header CRC
+HEAD = 47  # header bytes covered by the header CRC
 # A spec whose floats are exact in float32, so the header round trip is exact.
 SPEC = QuantSpec(a_max=4.0, r_step=0.5, t_min=-1.0, t_step=0.25)
 W, H = 24, 16
@@ -119,7 +121,7 @@ def test_header_layout_matches_format_doc():
     assert unpack_field(data, "n_sites") == 5 and unpack_field(data, "flags") == 0
     for name in ("pos_frac_bits", "theta_bits", "a_bits", "r_bits", "t_bits", "col_bits"):
         assert unpack_field(data, name) == getattr(SPEC, name)
-    for name in ("a_max", "r_step", "t_min", "t_step"):
+    for name in ("a_max", "r_min", "r_step", "t_min", "t_step"):
         assert unpack_field(data, name) == getattr(SPEC, name)
     plen = unpack_field(data, "payload_len")
     assert len(data) == HEAD + 4 + plen + 4
@@ -151,7 +153,7 @@ def test_header_floats_are_stored_as_float32():
     )
     data = container.write(container.Header(W, H, 3, 8, 3, spec), payload)
     got, _ = container.read(data)
-    for name in ("a_max", "r_step", "t_min", "t_step"):
+    for name in ("a_max", "r_min", "r_step", "t_min", "t_step"):
         assert getattr(got.spec, name) == float(np.float32(getattr(spec, name)))
 
 
@@ -459,14 +461,15 @@ def test_payload_round_trip(channels, col_bits, smooth):
     n = 200
     q = random_fields(rng, n, 64, 48, channels, spec)
     # Extremes and exact duplicates (equal Morton codes) must survive too.
-    q["x"][:3] = [0, 64 * 2 - 1, 0]
-    q["y"][:3] = [0, 48 * 2 - 1, 48 * 2 - 1]
+    f = 1 << spec.pos_frac_bits
+    q["x"][:3] = [0, 64 * f - 1, 0]
+    q["y"][:3] = [0, 48 * f - 1, 48 * f - 1]
     for key in q:
         q[key][10:13] = q[key][9]
     q["col"][20] = 0
     q["col"][21] = (1 << col_bits) - 1
     if smooth:  # colour a smooth function of position: delta-coding should win somewhere
-        ramp = (q["x"] + q["y"]) * ((1 << col_bits) - 1) // (64 * 2 + 48 * 2)
+        ramp = (q["x"] + q["y"]) * ((1 << col_bits) - 1) // (64 * f + 48 * f)
         q["col"][:] = ramp[:, None]
     payload = bitstream.encode_payload(q, col_bits)
     got = bitstream.decode_payload(payload, n, channels, col_bits)
@@ -598,7 +601,7 @@ def test_quantize_clamps_out_of_range_values():
     w, h = 32, 24
     p = np.array(
         [
-            [-5, -5, 0, 9.0, -3, -20, -0.5, 1.5, 0.5],
+            [-5, -5, 0, 9.0, -300, -20, -0.5, 1.5, 0.5],
             [w + 7, h + 7, 1, -9.0, 1e4, 1e3, 2.0, -1.0, 0.5],
             [w - 0.01, h - 0.01, 2, 0.0, 0, 0, 0, 0, 0],
         ],
@@ -613,7 +616,7 @@ def test_quantize_clamps_out_of_range_values():
     assert q["col"].min() >= 0 and q["col"].max() < 1 << spec.col_bits
     d = quantize.dequantize(q, spec)
     assert d[0, 3] == pytest.approx(spec.a_max) and d[1, 3] == pytest.approx(spec.a_max)
-    assert d[0, 4] == 0 and d[1, 4] == pytest.approx(spec.r_max)
+    assert d[0, 4] == spec.r_min and d[1, 4] == pytest.approx(spec.r_max)
     assert d[0, 5] == pytest.approx(spec.t_min) and d[1, 5] == pytest.approx(spec.t_max)
     assert d[2, 3] == 0 and d[2, 2] == 0  # isotropic: direction stored as 0
     # The clamped fields pack into a valid file.
