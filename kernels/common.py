@@ -53,3 +53,42 @@ def random_index(seed: ti.u32, pixel: ti.i32, j: ti.i32, n: ti.i32) -> ti.i32:
 @ti.func
 def to_fixed(v: ti.f32, scale: ti.template()) -> ti.i64:
     return ti.cast(ti.round(v * scale), ti.i64)
+
+
+@ti.func
+def blend(
+    topk: ti.template(),
+    tab: ti.template(),
+    params: ti.template(),
+    y: ti.i32,
+    x: ti.i32,
+    px: ti.f32,
+    py: ti.f32,
+    s_inv: ti.f32,
+    K: ti.template(),
+    C: ti.template(),
+):
+    """One pixel's logits, softmax weights (0 for empty slots) and blended colour; the
+    total is 0 when the pixel has no candidate. Shared by render, fitting and statistics."""
+    lg = ti.Vector([NEG_INF] * K, dt=ti.f32)
+    wt = ti.Vector([0.0] * K, dt=ti.f32)
+    col = ti.Vector([0.0] * C, dt=ti.f32)
+    mx = NEG_INF
+    for k in ti.static(range(K)):
+        c = topk[y, x, k]
+        if c >= 0:
+            lg[k] = site_logit(tab, c, px, py, s_inv)
+            mx = ti.max(mx, lg[k])
+    tot = 0.0
+    for k in ti.static(range(K)):
+        if topk[y, x, k] >= 0:
+            wt[k] = ti.exp(lg[k] - mx)
+            tot += wt[k]
+    if tot > 0:
+        wt /= tot
+        for k in ti.static(range(K)):
+            c = topk[y, x, k]
+            if c >= 0:
+                for ch in ti.static(range(C)):
+                    col[ch] += wt[k] * params[c, GEOM_PARAMS + ch]
+    return lg, wt, col, tot

@@ -14,7 +14,7 @@ from .common import (
     LOSS_SCALE,
     Q_EPS,
     STAT_SCALE,
-    site_logit,
+    blend,
     to_fixed,
 )
 
@@ -62,27 +62,8 @@ def forward_backward(
     for y, x in ti.ndrange(h, w):
         px = ti.cast(x, ti.f32) + 0.5
         py = ti.cast(y, ti.f32) + 0.5
-        lg = ti.Vector([0.0] * K, dt=ti.f32)
-        wt = ti.Vector([0.0] * K, dt=ti.f32)
-        mx = -1e30
-        for k in ti.static(range(K)):
-            c = topk[y, x, k]
-            if c >= 0:
-                lg[k] = site_logit(tab, c, px, py, s_inv)
-                mx = ti.max(mx, lg[k])
-        tot = 0.0
-        for k in ti.static(range(K)):
-            if topk[y, x, k] >= 0:
-                wt[k] = ti.exp(lg[k] - mx)
-                tot += wt[k]
+        lg, wt, col, tot = blend(topk, tab, params, y, x, px, py, s_inv, K, C)
         if tot > 0:
-            wt /= tot
-            col = ti.Vector([0.0] * C, dt=ti.f32)
-            for k in ti.static(range(K)):
-                c = topk[y, x, k]
-                if c >= 0:
-                    for ch in ti.static(range(C)):
-                        col[ch] += wt[k] * params[c, GEOM_PARAMS + ch]
             g = ti.Vector([0.0] * C, dt=ti.f32)
             err = 0.0
             for ch in ti.static(range(C)):
@@ -150,27 +131,8 @@ def site_stats(
     for y, x in ti.ndrange(h, w):
         px = ti.cast(x, ti.f32) + 0.5
         py = ti.cast(y, ti.f32) + 0.5
-        lg = ti.Vector([-1e30] * K, dt=ti.f32)
-        mx = -1e30
-        for k in ti.static(range(K)):
-            c = topk[y, x, k]
-            if c >= 0:
-                lg[k] = site_logit(tab, c, px, py, s_inv)
-                mx = ti.max(mx, lg[k])
-        wt = ti.Vector([0.0] * K, dt=ti.f32)
-        tot = 0.0
-        for k in ti.static(range(K)):
-            if topk[y, x, k] >= 0:
-                wt[k] = ti.exp(lg[k] - mx)
-                tot += wt[k]
+        lg, wt, col, tot = blend(topk, tab, params, y, x, px, py, s_inv, K, C)
         if tot > 0:
-            wt /= tot
-            col = ti.Vector([0.0] * C, dt=ti.f32)
-            for k in ti.static(range(K)):
-                c = topk[y, x, k]
-                if c >= 0:
-                    for ch in ti.static(range(C)):
-                        col[ch] += wt[k] * params[c, GEOM_PARAMS + ch]
             err = 0.0
             for ch in ti.static(range(C)):
                 r = col[ch] - target[y, x, ch]

@@ -2,7 +2,7 @@
 
 import taichi as ti
 
-from .common import GEOM_PARAMS, site_logit
+from .common import blend
 
 
 @ti.kernel
@@ -23,24 +23,7 @@ def render(
     for y, x in ti.ndrange(h, w):
         px = (ti.cast(x, ti.f32) + 0.5) * sx
         py = (ti.cast(y, ti.f32) + 0.5) * sy
-        lg = ti.Vector([0.0] * K, dt=ti.f32)
-        mx = -1e30
-        for k in ti.static(range(K)):
-            c = topk[y, x, k]
-            if c >= 0:
-                lg[k] = site_logit(tab, c, px, py, s_inv)
-                mx = ti.max(mx, lg[k])
-        acc = ti.Vector([0.0] * C, dt=ti.f32)
-        tot = 0.0
-        for k in ti.static(range(K)):
-            c = topk[y, x, k]
-            if c >= 0:
-                e = ti.exp(lg[k] - mx)
-                tot += e
-                for ch in ti.static(range(C)):
-                    acc[ch] += e * params[c, GEOM_PARAMS + ch]
+        _, _, col, _ = blend(topk, tab, params, y, x, px, py, s_inv, K, C)
         for ch in ti.static(range(C)):
-            v = 0.0
-            if tot > 0:
-                v = acc[ch] / tot
-            out[y, x, ch] = ti.cast(ti.floor(ti.min(ti.max(v, 0.0), 1.0) * 255.0 + 0.5), ti.u8)
+            v = ti.min(ti.max(col[ch], 0.0), 1.0)
+            out[y, x, ch] = ti.cast(ti.floor(v * 255.0 + 0.5), ti.u8)

@@ -11,8 +11,15 @@ from .common import NEG_INF, random_index, site_logit
 
 
 @ti.func
-def _offer(ids: ti.template(), sc: ti.template(), cand: ti.i32, tab: ti.template(),
-           px: ti.f32, py: ti.f32, s_inv: ti.f32):
+def _offer(
+    ids: ti.template(),
+    sc: ti.template(),
+    cand: ti.i32,
+    tab: ti.template(),
+    px: ti.f32,
+    py: ti.f32,
+    s_inv: ti.f32,
+):
     """Insert a candidate into the sorted list if it is new and beats the worst entry.
 
     The duplicate test comes first: it is a few integer compares in registers, while
