@@ -1,5 +1,6 @@
-"""`python -m sadcodec` is the `sad` command."""
+"""`python -m sadcodec ...` is the `sad` command."""
 
 from .cli import main
 
-main()
+if __name__ == "__main__":
+    main()

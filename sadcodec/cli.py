@@ -1,7 +1,21 @@
-"""The `sad` command: encode, decode, info. A thin layer over the Python API."""
+"""The `sad` command: encode, decode, info. A thin layer over the Python API.
+
+Conventions (like cwebp / avifenc / cjxl): results go to files, progress and the one-line
+summary go to stderr, stdout is only used by `sad info`. Every failure is one line:
+
+* ``sad: error: <message>``, exit 1, for bad input, bad files and bad arguments (SadError);
+* ``sad: error: <message> (see 'sad CMD --help')``, exit 2, for usage errors found by click;
+* ``sad: interrupted``, exit 130, on Ctrl-C;
+* ``sad: internal error: <type>: <message>``, exit 2, for bugs (``SAD_DEBUG=1`` shows the
+  traceback instead).
+
+Output files are written atomically, so a failure never leaves a partial file behind.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import math
 import os
@@ -12,16 +26,36 @@ import click
 import numpy as np
 
 from . import __version__
-from .errors import SadError
+from .errors import SadError, SadFormatError
 
 _CHANNEL_NAMES = {1: "gray", 3: "RGB", 4: "RGBA"}
+_IMAGE_EXTENSIONS = "png, jpg, bmp, tif, webp"
+_MAX_BPP = 64.0
+_MAX_SEED = 2**32 - 1
+# click >= 8.2 reports a bare `sad` as a usage error carrying the help text.
+_NO_ARGS = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
 def _err(msg: str) -> None:
     click.echo(f"sad: error: {msg}", err=True)
 
 
+def _one_line(what: object) -> str:
+    """The first line of a message (or of an exception's text; its type when it has none)."""
+    text = str(what).strip()
+    return text.splitlines()[0] if text else type(what).__name__
+
+
+def _notice(msg: str) -> None:
+    click.echo(f"sad: notice: {msg}", err=True)
+
+
+def _debug() -> bool:
+    return os.environ.get("SAD_DEBUG", "") not in ("", "0")
+
+
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB over all samples (every channel; the one channel for grayscale)."""
     d = a.astype(np.float64) - b.astype(np.float64)
     mse = float(np.mean(d * d))
     return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
@@ -38,11 +72,31 @@ def _read_bytes(path: str) -> bytes:
     except PermissionError:
         raise SadError(f"cannot read '{path}': permission denied") from None
     except OSError as exc:
-        raise SadError(f"cannot read '{path}': {exc.strerror}") from None
+        raise SadError(f"cannot read '{path}': {exc.strerror or exc}") from None
+
+
+@contextlib.contextmanager
+def _reading(path: str):
+    """Name the file in format errors: `cannot read 'x.sad': truncated file (...)`."""
+    try:
+        yield
+    except SadFormatError as exc:
+        raise SadFormatError(f"cannot read '{path}': {_one_line(exc)}") from None
+
+
+def _check_image_extension(path: str) -> None:
+    """Refuse an output format save_image cannot write before spending time on a decode."""
+    from . import imageload
+
+    formats = getattr(imageload, "_FORMATS", None)
+    ext = os.path.splitext(path)[1].lower()
+    if formats is not None and ext not in formats:
+        what = f"unknown image extension '{ext}'" if ext else "no file extension"
+        raise SadError(f"cannot write '{path}': {what}; use one of {', '.join(formats)}")
 
 
 class _Progress:
-    """A tqdm bar on stderr fed by the encoder's progress callback."""
+    """A tqdm bar on stderr fed by the encoder's progress callback (iteration, PSNR, sites)."""
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
@@ -51,51 +105,69 @@ class _Progress:
     def __call__(self, d: dict) -> None:
         if not self.enabled:
             return
+        postfix = f"PSNR {d['psnr']:.2f} dB, {d['sites']} sites"
         if self.bar is None:
             from tqdm import tqdm
 
+            tty = getattr(sys.stderr, "isatty", lambda: False)()
             self.bar = tqdm(
                 total=d["iterations"],
                 unit="it",
                 file=sys.stderr,
-                leave=False,
+                leave=False,  # the summary line replaces it
                 dynamic_ncols=True,
-                desc="fit",
+                desc=d.get("stage", "fit"),
+                postfix=postfix,
+                # A log file gets a frame every few seconds, not a flood of \r updates.
+                mininterval=0.2 if tty else 5.0,
             )
-        self.bar.set_description(d["stage"])
-        self.bar.n = d["iteration"]
-        self.bar.set_postfix(psnr=f"{d['psnr']:.2f}", sites=d["sites"], refresh=False)
-        self.bar.refresh()
+        if d.get("stage") and d["stage"] != self.bar.desc:
+            self.bar.set_description_str(d["stage"], refresh=False)
+        self.bar.set_postfix_str(postfix, refresh=False)
+        # update() (not a forced refresh) lets tqdm throttle redraws to a few per second.
+        self.bar.update(max(0, d["iteration"] - self.bar.n))
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
 
 
 def _guard(fn):
-    """Turn every failure into one line on stderr and a non-zero exit."""
+    """Turn every failure inside a command into one line on stderr and a non-zero exit."""
 
+    @functools.wraps(fn)
     def run(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except click.exceptions.ClickException:
+            raise  # usage errors: formatted by main()
+        except (click.exceptions.Exit, click.exceptions.Abort):
+            raise
         except SadError as exc:
-            _err(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            _err(_one_line(exc))
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("sad: interrupted", err=True)
             sys.exit(130)
+        except BrokenPipeError:
+            # `sad info x.sad | head -1`: the reader went away; nothing left to say.
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+            except (OSError, ValueError, AttributeError):
+                pass
+            sys.exit(1)
         except MemoryError:
             _err("out of memory")
             sys.exit(1)
         except Exception as exc:  # a bug: still one line, unless debugging
-            if os.environ.get("SAD_DEBUG"):
+            if _debug():
                 raise
-            msg = str(exc).splitlines()[0] if str(exc) else ""
+            msg = _one_line(exc) if str(exc).strip() else ""
             click.echo(f"sad: internal error: {type(exc).__name__}: {msg}", err=True)
             sys.exit(2)
 
-    run.__name__ = fn.__name__
-    run.__doc__ = fn.__doc__
     return run
 
 
@@ -104,71 +176,81 @@ _arch_option = click.option(
     type=click.Choice(["auto", "cpu", "cuda"]),
     default="cpu",
     show_default=True,
-    help="Compute backend; auto picks CUDA when a usable GPU is present.",
+    help="Compute backend; auto uses CUDA when a usable GPU is present, else the CPU.",
 )
 _threads_option = click.option(
-    "--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: all cores)."
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    show_default="all cores",
+    help="CPU threads for the compute backend.",
 )
-_quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress or summary.")
+_quiet_option = click.option(
+    "-q", "--quiet", is_flag=True, help="Print nothing but errors (no progress, no summary)."
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="sad")
+@click.version_option(
+    __version__, "-V", "--version", prog_name="sad", message="%(prog)s %(version)s"
+)
 def cli() -> None:
     """sad - the Soft Anisotropic Diagram image codec.
 
     \b
       sad encode photo.png -o photo.sad --bpp 1.0
       sad decode photo.sad -o out.png
+      sad decode photo.sad -o big.png --scale 2
       sad info photo.sad
     """
 
 
 @cli.command()
-@click.argument("input", type=click.Path(dir_okay=True))
+@click.argument("input", type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(), help="Output .sad file.")
 @click.option(
     "--bpp",
     type=float,
     default=1.0,
     show_default=True,
-    help="Budget in bits per pixel: 8 x file bytes / (W x H), header included.",
+    help="Size budget in bits per pixel, header included (0 < bpp <= 64).",
 )
 @click.option(
     "--effort",
     type=click.IntRange(1, 9),
     default=None,
-    help="1 (fast) .. 9 (slow, better); default 4.",
+    show_default="4",
+    help="Speed/quality trade-off: 1 fast .. 9 slow and better.",
 )
 @click.option(
     "--iterations",
     type=click.IntRange(1, 100_000),
     default=None,
-    help="Iterations of the fit (overrides --effort).",
+    help="Fit iterations, instead of --effort.",
 )
 @click.option(
     "--seed",
-    type=int,
+    type=click.IntRange(0, _MAX_SEED),
     default=0,
     show_default=True,
-    help="Random seed; same input, options and seed give the same file on the CPU.",
+    help="Random seed; the same input, options and seed give the same file on the CPU.",
 )
 @_arch_option
 @_threads_option
 @_quiet_option
 @_guard
 def encode(input, output, bpp, effort, iterations, seed, arch, threads, quiet):
-    """Fit sites to an image (PNG, JPEG, BMP, TIFF) and write a .sad file."""
+    """Compress an image (PNG, JPEG, BMP, TIFF, GIF, WebP) to a .sad file."""
     from . import api
     from .atomic import atomic_write_bytes, check_output_path
     from .imageload import load_image
 
-    if not (math.isfinite(bpp) and 0 < bpp <= 64):
-        raise SadError(f"--bpp must be a number in (0, 64], got {bpp:g}")
     if effort is not None and iterations is not None:
-        raise SadError("give --effort or --iterations, not both")
-    img = load_image(input, notice=lambda m: click.echo(f"sad: notice: {m}", err=True))
-    check_output_path(input, output)
+        raise click.UsageError("give --effort or --iterations, not both")
+    if not (math.isfinite(bpp) and 0 < bpp <= _MAX_BPP):
+        raise SadError(f"--bpp must be a number in (0, {_MAX_BPP:g}], got {bpp:g}")
+    img = load_image(input, notice=_notice)
+    check_output_path(input, output)  # before the long encode, not after it
     progress = _Progress(not quiet)
     t0 = time.perf_counter()
     try:
@@ -186,17 +268,19 @@ def encode(input, output, bpp, effort, iterations, seed, arch, threads, quiet):
         progress.close()
     seconds = time.perf_counter() - t0
     atomic_write_bytes(output, data)
-    if not quiet:
-        h, w, c = img.shape
-        out = api.decode(data, arch=arch, threads=threads)
-        info = api.read_info(data)
-        click.echo(
-            f"{os.path.basename(input)} -> {os.path.basename(output)}: {w}x{h} "
-            f"{_CHANNEL_NAMES[c]}, {info['sites']} sites, {len(data)} bytes, "
-            f"{8 * len(data) / (w * h):.4f} bpp, PSNR {_psnr(out, img):.2f} dB, "
-            f"encode {seconds:.1f} s",
-            err=True,
-        )
+    if quiet:
+        return
+    # Measure quality honestly: decode exactly the bytes that were written.
+    h, w, c = img.shape
+    decoded = api.decode(data, arch=arch, threads=threads)
+    sites = api.read_info(data)["sites"]
+    click.echo(
+        f"{os.path.basename(input)} -> {os.path.basename(output)}: {w}x{h} "
+        f"{_CHANNEL_NAMES[c]}, {sites} sites, {len(data)} bytes, "
+        f"{8 * len(data) / (w * h):.3f} bpp, PSNR {_psnr(decoded, img):.2f} dB, "
+        f"encode {seconds:.1f} s",
+        err=True,
+    )
 
 
 @cli.command()
@@ -206,37 +290,47 @@ def encode(input, output, bpp, effort, iterations, seed, arch, threads, quiet):
     "--output",
     required=True,
     type=click.Path(),
-    help="Output image; format by extension (png, jpg, bmp, tif, webp).",
+    help=f"Output image; the format follows the extension ({_IMAGE_EXTENSIONS}).",
 )
 @click.option(
     "--width",
     type=click.IntRange(min=1),
     default=None,
-    help="Output width (height follows the aspect ratio unless given).",
+    show_default="stored",
+    help="Output width; the height keeps the aspect ratio unless given.",
 )
 @click.option(
     "--height",
     type=click.IntRange(min=1),
     default=None,
-    help="Output height (width follows the aspect ratio unless given).",
+    show_default="stored",
+    help="Output height; the width keeps the aspect ratio unless given.",
 )
-@click.option("--scale", type=float, default=None, help="Output size as a factor of the stored.")
+@click.option(
+    "--scale",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    show_default="1",
+    help="Output size as a factor of the stored size (not with --width/--height).",
+)
 @_arch_option
 @_threads_option
 @_quiet_option
 @_guard
 def decode(input, output, width, height, scale, arch, threads, quiet):
-    """Render a .sad file to an image, at its size or another resolution."""
+    """Render a .sad file to an image, at its stored size or any other."""
     from . import api
     from .atomic import check_output_path
     from .imageload import save_image
 
     if scale is not None and (width is not None or height is not None):
-        raise SadError("give --scale or --width/--height, not both")
+        raise click.UsageError("--scale cannot be combined with --width/--height")
     data = _read_bytes(input)
     check_output_path(input, output)
+    _check_image_extension(output)
     t0 = time.perf_counter()
-    img = api.decode(data, width=width, height=height, scale=scale, arch=arch, threads=threads)
+    with _reading(input):
+        img = api.decode(data, width=width, height=height, scale=scale, arch=arch, threads=threads)
     seconds = time.perf_counter() - t0
     save_image(output, img)
     if not quiet:
@@ -250,19 +344,23 @@ def decode(input, output, width, height, scale, arch, threads, quiet):
 
 @cli.command()
 @click.argument("input", type=click.Path())
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @_guard
 def info(input, as_json):
-    """Describe a .sad file (does not start the compute backend)."""
+    """Describe a .sad file without decoding it (does not start the compute backend).
+
+    A file whose payload is damaged is still described, then reported as an error.
+    """
     from .api import read_info
 
-    d = read_info(_read_bytes(input))
+    with _reading(input):
+        d = read_info(_read_bytes(input))
     if as_json:
         click.echo(json.dumps(d, indent=2))
     else:
         _print_info(input, d)
     if d["checksum"] != "ok":  # describe what can be read, but say the file is damaged
-        raise SadError(d["checksum"].removeprefix("failed: "))
+        raise SadFormatError(f"cannot read '{input}': {d['checksum'].removeprefix('failed: ')}")
 
 
 def _print_info(input: str, d: dict) -> None:
@@ -271,7 +369,7 @@ def _print_info(input: str, d: dict) -> None:
         f"file:        {input}",
         f"format:      .sad {d['format_version']}",
         f"dimensions:  {d['width']}x{d['height']}, {d['channels']} channel(s) "
-        f"({_CHANNEL_NAMES[d['channels']]})",
+        f"({_CHANNEL_NAMES.get(d['channels'], '?')})",
         f"sites:       {d['sites']} (K = {d['k']} per pixel)",
         f"size:        {d['bytes']} bytes, {d['bpp']:.4f} bpp (payload {d['payload_bytes']} bytes)",
         f"position:    1/{int(round(1 / q['position_step_px']))} px grid",
@@ -291,12 +389,15 @@ def main() -> None:
     """Entry point; usage errors also come out as one line (with a pointer to --help)."""
     try:
         rc = cli.main(prog_name="sad", standalone_mode=False)
+    except _NO_ARGS as exc:  # bare `sad`: show the help, as older click did
+        click.echo(exc.ctx.get_help() if exc.ctx else "Usage: sad COMMAND ...", err=True)
+        sys.exit(2)
     except click.UsageError as exc:
         cmd = exc.ctx.command_path if exc.ctx else "sad"
-        _err(f"{exc.format_message()} (see '{cmd} --help')")
+        _err(f"{_one_line(exc.format_message())} (see '{cmd} --help')")
         sys.exit(2)
     except click.ClickException as exc:
-        _err(exc.format_message())
+        _err(_one_line(exc.format_message()))
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("sad: interrupted", err=True)
