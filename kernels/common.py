@@ -13,10 +13,8 @@ GEOM_PARAMS = 6
 # q is floored at Q_EPS (px^2) so sqrt(q) has a finite gradient at the site itself.
 Q_EPS = 1e-4
 NEG_INF = -1e30
-# Fixed-point scales: integer atomics are associative, so accumulation is deterministic
-# regardless of thread scheduling (float atomics are not).
-GRAD_SCALE = 2.0**26
-LOSS_SCALE = 2.0**32
+# Fixed-point scale of the site statistics: integer atomics are associative, so the sums
+# do not depend on thread scheduling (float atomics would).
 STAT_SCALE = 2.0**20
 
 

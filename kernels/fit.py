@@ -2,16 +2,15 @@
 
 Gradients are of L = sum over pixels and channels of (C(x) - T(x))^2, written by hand
 (chain rule through softmax, logit, anisotropic metric); tests check them against finite
-differences. They are accumulated as fixed-point int64 so that a run is bit-reproducible
-on any number of threads.
+differences. On the CPU each band of rows is summed by one thread into
+its own slice and the slices are added in a fixed order, so a run is bit-reproducible on
+any number of threads and no atomics are needed.
 """
 
 import taichi as ti
 
 from .common import (
     GEOM_PARAMS,
-    GRAD_SCALE,
-    LOSS_SCALE,
     Q_EPS,
     STAT_SCALE,
     blend,
@@ -20,6 +19,8 @@ from .common import (
 
 # Candidates with a softmax weight below this get no gradient (all terms scale with w).
 W_SKIP = 1e-5
+# Loop iterations per band in forward_backward_bands (see there).
+TASK_PAD = 512
 
 
 @ti.kernel
@@ -42,74 +43,134 @@ def prepare(
         tab[i, 7] = ti.exp(params[i, 5])
 
 
+@ti.func
+def _acc(g: ti.template(), b: ti.i32, c: ti.i32, j: ti.i32, v: ti.f32, ATOMIC: ti.template()):
+    if ti.static(ATOMIC):
+        ti.atomic_add(g[b, c, j], v)
+    else:
+        g[b, c, j] = g[b, c, j] + v  # a band is one thread's: no atomic needed
+
+
+@ti.func
+def _pixel_grad(
+    topk: ti.template(),
+    tab: ti.template(),
+    params: ti.template(),
+    target: ti.template(),
+    g: ti.template(),
+    b: ti.i32,
+    y: ti.i32,
+    x: ti.i32,
+    s_inv: ti.f32,
+    K: ti.template(),
+    C: ti.template(),
+    ATOMIC: ti.template(),
+) -> ti.f32:
+    """Add one pixel's dL/dparams into gradient slice b; return its squared error."""
+    px = ti.cast(x, ti.f32) + 0.5
+    py = ti.cast(y, ti.f32) + 0.5
+    lg, wt, col, tot = blend(topk, tab, params, y, x, px, py, s_inv, K, C)
+    err = 0.0
+    if tot > 0:
+        gv = ti.Vector([0.0] * C, dt=ti.f32)
+        for ch in ti.static(range(C)):
+            r = col[ch] - target[y, x, ch]
+            err += r * r
+            gv[ch] = 2.0 * r
+        g_col = gv.dot(col)
+        for k in ti.static(range(K)):
+            c = topk[y, x, k]
+            # Every gradient term carries a factor w_k: skip the negligible ones.
+            if c >= 0 and wt[k] > W_SKIP:
+                gc = 0.0
+                for ch in ti.static(range(C)):
+                    gc += gv[ch] * params[c, GEOM_PARAMS + ch]
+                    _acc(g, b, c, GEOM_PARAMS + ch, wt[k] * gv[ch], ATOMIC)
+                dl = wt[k] * (gc - g_col)  # dL/dlogit
+                et = tab[c, 7]
+                dx = px - tab[c, 0]
+                dy = py - tab[c, 1]
+                cs = tab[c, 2]
+                sn = tab[c, 3]
+                ea = tab[c, 4]
+                eia = tab[c, 5]
+                al = cs * dx + sn * dy
+                be = -sn * dx + cs * dy
+                q = ea * al * al + eia * be * be + Q_EPS
+                sq = ti.sqrt(q)
+                ds = -dl * et  # dL/ds, s = (sqrt(q) - r) / S
+                dq = ds * s_inv * 0.5 / sq
+                _acc(g, b, c, 0, dq * (-2.0 * ea * al * cs + 2.0 * eia * be * sn), ATOMIC)
+                _acc(g, b, c, 1, dq * (-2.0 * ea * al * sn - 2.0 * eia * be * cs), ATOMIC)
+                _acc(g, b, c, 2, dq * 2.0 * al * be * (ea - eia), ATOMIC)
+                _acc(g, b, c, 3, dq * (ea * al * al - eia * be * be), ATOMIC)
+                _acc(g, b, c, 4, -ds * s_inv, ATOMIC)
+                _acc(g, b, c, 5, dl * lg[k], ATOMIC)
+    return err
+
+
 @ti.kernel
-def forward_backward(
+def forward_backward_bands(
     topk: ti.types.ndarray(dtype=ti.i32, ndim=3),
     tab: ti.types.ndarray(dtype=ti.f32, ndim=2),
     params: ti.types.ndarray(dtype=ti.f32, ndim=2),
     target: ti.types.ndarray(dtype=ti.f32, ndim=3),
-    grad: ti.types.ndarray(dtype=ti.i64, ndim=2),
-    loss: ti.types.ndarray(dtype=ti.i64, ndim=1),
+    grad: ti.types.ndarray(dtype=ti.f32, ndim=3),
+    loss: ti.types.ndarray(dtype=ti.f32, ndim=1),
     s_inv: ti.f32,
     K: ti.template(),
     C: ti.template(),
 ):
-    """Accumulate dL/dparams into grad and each row's share of L into loss[y] (both fixed
-    point). One loss cell per row: a single shared cell made every pixel fight over one
-    cache line, which cost more than the whole forward pass."""
+    """Add dL/dparams into grad (B, N, P) and write each row's squared error to loss[y].
+
+    The CPU path: the rows are cut into B bands, each summed serially by one thread into
+    its own slice grad[b], so no atomics are needed (they cost 2.5x the whole pass on one
+    thread) and the result does not depend on the thread count (adam() adds the slices in
+    a fixed order)."""
+    h = topk.shape[0]
+    w = topk.shape[1]
+    nb = grad.shape[0]
+    rows = (h + nb - 1) // nb
+    # Taichi's CPU scheduler hands out at least 512 loop iterations per task (and ignores
+    # block_dim), so a loop over 32 bands would run on one thread: spread the bands
+    # TASK_PAD iterations apart so that each task holds exactly one band.
+    for t in range(nb * TASK_PAD):
+        if t % TASK_PAD == 0:
+            b = t // TASK_PAD
+            for y in range(b * rows, ti.min(h, (b + 1) * rows)):
+                row = 0.0
+                for x in range(w):
+                    row += _pixel_grad(topk, tab, params, target, grad, b, y, x, s_inv, K, C, False)
+                loss[y] = row
+
+
+@ti.kernel
+def forward_backward_atomic(
+    topk: ti.types.ndarray(dtype=ti.i32, ndim=3),
+    tab: ti.types.ndarray(dtype=ti.f32, ndim=2),
+    params: ti.types.ndarray(dtype=ti.f32, ndim=2),
+    target: ti.types.ndarray(dtype=ti.f32, ndim=3),
+    grad: ti.types.ndarray(dtype=ti.f32, ndim=3),
+    loss: ti.types.ndarray(dtype=ti.f32, ndim=1),
+    s_inv: ti.f32,
+    K: ti.template(),
+    C: ti.template(),
+):
+    """The GPU path of forward_backward_bands: every pixel in parallel, atomics into
+    grad[0] (loss[y] must be zeroed first)."""
     h = topk.shape[0]
     w = topk.shape[1]
     for y, x in ti.ndrange(h, w):
-        px = ti.cast(x, ti.f32) + 0.5
-        py = ti.cast(y, ti.f32) + 0.5
-        lg, wt, col, tot = blend(topk, tab, params, y, x, px, py, s_inv, K, C)
-        if tot > 0:
-            g = ti.Vector([0.0] * C, dt=ti.f32)
-            err = 0.0
-            for ch in ti.static(range(C)):
-                r = col[ch] - target[y, x, ch]
-                err += r * r
-                g[ch] = 2.0 * r
-            ti.atomic_add(loss[y], to_fixed(err, LOSS_SCALE))
-            g_col = g.dot(col)
-            for k in ti.static(range(K)):
-                c = topk[y, x, k]
-                # Every gradient term carries a factor w_k: skip the negligible ones.
-                if c >= 0 and wt[k] > W_SKIP:
-                    gc = 0.0
-                    for ch in ti.static(range(C)):
-                        gc += g[ch] * params[c, GEOM_PARAMS + ch]
-                        ti.atomic_add(
-                            grad[c, GEOM_PARAMS + ch], to_fixed(wt[k] * g[ch], GRAD_SCALE)
-                        )
-                    dl = wt[k] * (gc - g_col)  # dL/dlogit
-                    et = tab[c, 7]
-                    dx = px - tab[c, 0]
-                    dy = py - tab[c, 1]
-                    cs = tab[c, 2]
-                    sn = tab[c, 3]
-                    ea = tab[c, 4]
-                    eia = tab[c, 5]
-                    al = cs * dx + sn * dy
-                    be = -sn * dx + cs * dy
-                    q = ea * al * al + eia * be * be + Q_EPS
-                    sq = ti.sqrt(q)
-                    ds = -dl * et  # dL/ds, s = (sqrt(q) - r) / S
-                    dq = ds * s_inv * 0.5 / sq
-                    ti.atomic_add(
-                        grad[c, 0],
-                        to_fixed(dq * (-2.0 * ea * al * cs + 2.0 * eia * be * sn), GRAD_SCALE),
-                    )
-                    ti.atomic_add(
-                        grad[c, 1],
-                        to_fixed(dq * (-2.0 * ea * al * sn - 2.0 * eia * be * cs), GRAD_SCALE),
-                    )
-                    ti.atomic_add(grad[c, 2], to_fixed(dq * 2.0 * al * be * (ea - eia), GRAD_SCALE))
-                    ti.atomic_add(
-                        grad[c, 3], to_fixed(dq * (ea * al * al - eia * be * be), GRAD_SCALE)
-                    )
-                    ti.atomic_add(grad[c, 4], to_fixed(-ds * s_inv, GRAD_SCALE))
-                    ti.atomic_add(grad[c, 5], to_fixed(dl * lg[k], GRAD_SCALE))
+        e = _pixel_grad(topk, tab, params, target, grad, 0, y, x, s_inv, K, C, True)
+        ti.atomic_add(loss[y], e)
+
+
+def forward_backward(
+    topk, tab, params, target, grad, loss, s_inv: float, k: int, c: int, banded: bool
+):
+    """Fused forward+backward: the banded kernel on the CPU, the atomic one on a GPU."""
+    kern = forward_backward_bands if banded else forward_backward_atomic
+    kern(topk, tab, params, target, grad, loss, s_inv, k, c)
 
 
 @ti.kernel
@@ -173,7 +234,7 @@ def site_stats(
 @ti.kernel
 def adam(
     params: ti.types.ndarray(dtype=ti.f32, ndim=2),
-    grad: ti.types.ndarray(dtype=ti.i64, ndim=2),
+    grad: ti.types.ndarray(dtype=ti.f32, ndim=3),
     m: ti.types.ndarray(dtype=ti.f32, ndim=2),
     v: ti.types.ndarray(dtype=ti.f32, ndim=2),
     lr: ti.types.ndarray(dtype=ti.f32, ndim=1),
@@ -186,11 +247,16 @@ def adam(
     bc2: ti.f32,
     eps: ti.f32,
 ):
-    """One Adam step per parameter with per-column learning rate and box clamp; zeroes grad."""
+    """One Adam step per parameter with per-column learning rate and box clamp. The
+    gradient is the sum of the band slices grad[:, i, j], added in band order (so the
+    result is reproducible); the slices are zeroed for the next step."""
     cols = params.shape[1]
+    nb = grad.shape[0]
     for i, j in ti.ndrange(n, cols):
-        g = ti.cast(grad[i, j], ti.f32) * (1.0 / GRAD_SCALE)
-        grad[i, j] = 0
+        g = 0.0
+        for b in range(nb):
+            g += grad[b, i, j]
+            grad[b, i, j] = 0.0
         mm = beta1 * m[i, j] + (1.0 - beta1) * g
         vv = beta2 * v[i, j] + (1.0 - beta2) * g * g
         m[i, j] = mm

@@ -24,9 +24,10 @@ import numpy as np
 import taichi as ti
 
 from kernels import fit as kfit
-from kernels.common import LOSS_SCALE, STAT_SCALE, TABLE_COLS
+from kernels.common import STAT_SCALE, TABLE_COLS
 
 from . import quantize
+from .backend import current_arch
 from .init import init_sites
 from .topk import TopKMap
 
@@ -73,6 +74,9 @@ class FitResult:
 
 
 Progress = Callable[[dict], None]
+# Bands of rows the CPU gradient is split into: a fixed count (not the thread count), so
+# files do not depend on --threads; enough bands to keep 16 threads busy.
+GRAD_BANDS = 32
 
 
 class Fitter:
@@ -89,11 +93,14 @@ class Fitter:
         self.params = ti.ndarray(ti.f32, shape=(self.cap, self.p))
         self.shown = ti.ndarray(ti.f32, shape=(self.cap, self.p))  # what is rendered
         self.tab = ti.ndarray(ti.f32, shape=(self.cap, TABLE_COLS))
-        self.grad = ti.ndarray(ti.i64, shape=(self.cap, self.p))
+        # CPU: one gradient slice per band of rows (no atomics, reproducible); GPU: one.
+        self.banded = current_arch() != "cuda"
+        self.bands = min(GRAD_BANDS, self.h) if self.banded else 1
+        self.grad = ti.ndarray(ti.f32, shape=(self.bands, self.cap, self.p))
         self.m = ti.ndarray(ti.f32, shape=(self.cap, self.p))
         self.v = ti.ndarray(ti.f32, shape=(self.cap, self.p))
         self.stats = ti.ndarray(ti.i64, shape=(self.cap, 5))
-        self.loss = ti.ndarray(ti.i64, shape=(self.h,))
+        self.loss = ti.ndarray(ti.f32, shape=(self.h,))
         self.lr = ti.ndarray(ti.f32, shape=(self.p,))
         self.lo = ti.ndarray(ti.f32, shape=(self.p,))
         self.hi = ti.ndarray(ti.f32, shape=(self.p,))
@@ -170,6 +177,7 @@ class Fitter:
             self.s_inv,
             self.cfg.k,
             self.c,
+            self.banded,
         )
         t0 = self._tick("forward_backward", t0)
         self.step_count += 1
@@ -193,7 +201,7 @@ class Fitter:
             1 - b2**self.step_count,
             1e-12,
         )
-        loss = float(self.loss.to_numpy().sum()) / LOSS_SCALE
+        loss = float(self.loss.to_numpy().sum(dtype=np.float64))
         self._tick("optimizer", t0)
         return loss
 
@@ -288,6 +296,7 @@ def fit_to_budget(
     # well under it (the bits-per-site estimate was pessimistic) add sites where the
     # error is, since unused bytes are lost quality.
     t0 = time.perf_counter()
+    stepped = sum(fitter.timers.values())  # the touch-up steps below time themselves
     data = b""
     grown = 0
     for attempt in range(16):
@@ -325,7 +334,9 @@ def fit_to_budget(
                     "stage": "rate",
                 }
             )
-    fitter._tick("rate_fit", t0)
+    ti.sync()
+    elapsed = time.perf_counter() - t0 - (sum(fitter.timers.values()) - stepped)
+    fitter.timers["rate_fit"] = fitter.timers.get("rate_fit", 0.0) + elapsed
     if len(data) > budget_bytes:
         raise RuntimeError("rate control failed to meet the budget")
     # Final quality of exactly what was written.
@@ -343,8 +354,10 @@ def fit_to_budget(
         fitter.s_inv,
         cfg.k,
         c,
+        fitter.banded,
     )
-    final = float(fitter.loss.to_numpy().sum()) / LOSS_SCALE
+    fitter.grad.fill(0)
+    final = float(fitter.loss.to_numpy().sum(dtype=np.float64))
     return FitResult(
         params=params,
         raw_params=fitter.get_sites()[0],
