@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .errors import SadFormatError
 from .quantize import QuantSpec
@@ -58,6 +58,13 @@ class Header:
             raise SadFormatError(f"unknown flags {self.flags:#x}")
         if self.payload_bytes > MAX_PAYLOAD:
             raise SadFormatError(f"payload too large ({self.payload_bytes} bytes)")
+        if self.n_sites > 8 * self.payload_bytes:
+            # At least one payload bit per site: otherwise a file of a few hundred bytes could
+            # make the reader inflate and build millions of sites (a decompression bomb).
+            raise SadFormatError(
+                f"corrupt file: {self.n_sites} sites cannot fit in {self.payload_bytes} "
+                "payload bytes"
+            )
         self.spec.validate()
         if max(self.width, self.height) << self.spec.pos_frac_bits > 65536:
             raise SadFormatError("position precision too fine for these dimensions")
@@ -65,7 +72,7 @@ class Header:
 
 def write(header: Header, comp: bytes) -> bytes:
     """Assemble a whole file from a header and the (compressed) payload."""
-    header.validate()
+    replace(header, payload_bytes=len(comp)).validate()
     s = header.spec
     head = _HEADER.pack(
         MAGIC,

@@ -15,6 +15,10 @@ from .quantize import dequantize
 from .topk import TopKMap
 
 MAX_OUTPUT_PIXELS = 1 << 28
+# Working memory of one decode (two int32 top-K maps, the image and its copy). Refusing
+# beyond it turns a huge declared size into a clear error instead of a failed allocation,
+# which crashes the process inside Taichi.
+MAX_DECODE_BYTES = 4 << 30
 
 
 def parse(data: bytes) -> tuple[container.Header, np.ndarray]:
@@ -63,6 +67,13 @@ def output_size(
         or width * height > MAX_OUTPUT_PIXELS
     ):
         raise SadError(f"output size {width}x{height} is too large")
+    need = width * height * (8 * hdr.k + 2 * hdr.channels)
+    if need > MAX_DECODE_BYTES:
+        raise SadError(
+            f"output size {width}x{height} needs {need / 2**30:.1f} GiB to decode at K = "
+            f"{hdr.k} (the limit is {MAX_DECODE_BYTES >> 30} GiB); decode it smaller "
+            "(--scale, --width or --height)"
+        )
     return width, height
 
 

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 import zstandard
 
+import sadcodec
 from sadcodec import bitstream, container, decoder, quantize
-from sadcodec.errors import SadFormatError
+from sadcodec.errors import SadError, SadFormatError
 from sadcodec.quantize import QuantSpec
 
 
@@ -234,7 +235,7 @@ ACCEPTED_CASES = [
     {"channels": 4},
     {"k": 1},
     {"k": 32},
-    {"n_sites": 1 << 22},
+    {"n_sites": 1 << 22, "payload_len": 1 << 19},
     {"minor": 255},
     {"theta_bits": 8, "a_bits": 8, "r_bits": 8, "t_bits": 8, "col_bits": 7},
     {"theta_bits": 1, "a_bits": 1, "r_bits": 1, "t_bits": 1, "col_bits": 1},
@@ -405,17 +406,22 @@ def bomb_payload(frame0: bytes, n: int = 1, channels: int = 1) -> bytes:
     return frames_payload(frames)
 
 
+def refused_peak(data: bytes, match: str) -> int:
+    """Check that data is refused; return the peak memory the reader allocated doing so."""
+    tracemalloc.start()
+    try:
+        assert_refused(data, match)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_decompression_bomb_without_content_size_is_refused():
     """Header says 1 site; plane 0 decompresses to 16 MiB."""
     big = _magicless(1).compress(bytes(16 << 20))
     data = wrap(bomb_payload(big), 1)
     assert len(data) < 2000
-    tracemalloc.start()
-    try:
-        assert_refused(data, "corrupt")
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    peak = refused_peak(data, "corrupt")
     assert peak < 4 << 20, f"a {len(data)}-byte file made the reader allocate {peak} bytes"
 
 
@@ -431,12 +437,7 @@ def test_decompression_bomb_with_content_size_is_refused_without_allocating_it()
     ).compress(bytes(64 << 20))
     data = wrap(bomb_payload(big), 1)
     assert len(data) < 4000
-    tracemalloc.start()
-    try:
-        assert_refused(data, "corrupt")
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    peak = refused_peak(data, "corrupt")
     assert peak < 8 << 20, f"a {len(data)}-byte file made the reader allocate {peak} bytes"
 
 
@@ -446,6 +447,36 @@ def test_frame_declaring_a_huge_content_size_is_refused():
     frame = struct.pack("<I", 0xFD2FB528) + bytes([0xE0]) + struct.pack("<Q", 1 << 40)
     frame += (1 | (1 << 1) | (1000 << 3)).to_bytes(3, "little") + b"\0"  # last RLE block
     assert_refused(wrap(bomb_payload(frame), 1), "corrupt")
+
+
+def test_a_site_needs_a_payload_bit():
+    """A 1.6 KB file whose one frame inflates to 2^22 all-zero sites is refused by its header,
+    before anything is inflated (found while fuzzing: it took 1.1 GB and 10 s to decode)."""
+    n, ch = 1 << 22, 4
+    frame = _magicless(19).compress(bytes(bitstream.n_planes(ch) * n))
+    data = patch(wrap(bytes([bitstream.SINGLE_FRAME]) + frame, 1, ch), n_sites=n)
+    assert len(data) < 2000
+    assert refused_peak(data, "sites cannot fit in") < 1 << 20
+    good, _ = make_file()
+    plen = unpack_field(good, "payload_len")
+    assert container.read_header(patch(good, n_sites=8 * plen)).n_sites == 8 * plen
+    with pytest.raises(SadFormatError, match="sites cannot fit"):
+        container.read_header(patch(good, n_sites=8 * plen + 1))
+
+
+def test_decode_memory_is_bounded_before_allocating():
+    """A valid header declaring 16384x16384 at K = 32 (64 GiB of top-K maps) is a SadError;
+    found while fuzzing: the failed allocation crashed the process inside Taichi."""
+    data, _ = make_file()
+    huge = patch(data, width=16384, height=16384, k=32)
+    hdr, _ = container.read(huge)
+    with pytest.raises(SadError, match=r"needs 65\.5 GiB to decode at K = 32"):
+        decoder.output_size(hdr, None, None, None)
+    with pytest.raises(SadError, match="GiB to decode"):
+        sadcodec.decode(huge)
+    assert sadcodec.decode(huge, width=32).shape == (32, 32, 3)  # smaller is fine
+    ok, _ = container.read(patch(data, width=4096, height=4096))  # 0.5 GiB at K = 8
+    assert decoder.output_size(ok, None, None, None) == (4096, 4096)
 
 
 # -- bitstream ---------------------------------------------------------------------------
