@@ -42,9 +42,10 @@ def decode(
     threads: int | None = None,
 ) -> np.ndarray:
     """Render .sad bytes to uint8 (H, W, C), at the stored size or another resolution."""
-    from .decoder import decode_bytes, parse
+    from .decoder import decode_bytes, output_size, parse
 
-    parse(data)  # validate before starting the backend
+    hdr, _ = parse(data)  # validate the file and the size before starting the backend
+    output_size(hdr, width, height, scale)
     init_backend(arch, threads)
     return decode_bytes(data, width, height, scale)
 

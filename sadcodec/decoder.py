@@ -66,7 +66,10 @@ def output_size(
         or height > container.MAX_SIDE
         or width * height > MAX_OUTPUT_PIXELS
     ):
-        raise SadError(f"output size {width}x{height} is too large")
+        raise SadError(
+            f"output size {width}x{height} is too large (at most {container.MAX_SIDE} per "
+            f"side and {MAX_OUTPUT_PIXELS} pixels)"
+        )
     need = width * height * (8 * hdr.k + 2 * hdr.channels)
     if need > MAX_DECODE_BYTES:
         raise SadError(

@@ -82,6 +82,10 @@ def encode_array(
             f"budget too small: {bpp:g} bpp is {budget} bytes for {w}x{h}; the smallest "
             f"file is {need} bytes ({need * 8 / (w * h):.4f} bpp)"
         )
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not (
+        0 <= seed < 2**32
+    ):
+        raise SadError(f"--seed must be an integer in 0..{2**32 - 1}, got {seed!r}")
     if iterations is None:
         e = DEFAULT_EFFORT if effort is None else int(effort)
         if e not in EFFORT_ITERATIONS:

@@ -107,3 +107,10 @@ def test_bad_arrays_are_refused():
         sadcodec.encode(np.zeros((4, 4, 3), np.float32), bpp=1.0)
     with pytest.raises(SadError, match="zero size"):
         sadcodec.encode(np.zeros((0, 4, 3), np.uint8), bpp=1.0)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 1.5, "3", True])
+def test_bad_seed_is_refused(seed):
+    img = np.zeros((16, 16, 3), np.uint8)
+    with pytest.raises(SadError, match="--seed must be an integer"):
+        sadcodec.encode(img, 8.0, seed=seed, iterations=1)
