@@ -1,0 +1,31 @@
+"""Replace one generated section of a markdown file, keeping the rest of it as written.
+
+docs/robustness.md is shared by bench/fuzz.py and bench/bad_inputs.py; each owns the text
+between its own `<!-- NAME:begin -->` and `<!-- NAME:end -->` markers.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from sadcodec.atomic import atomic_write_bytes  # noqa: E402
+
+
+def replace_section(path: str, name: str, body: str) -> None:
+    """Put body between the markers of section name (appended if they are missing)."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        text = ""
+    block = f"{begin}\n{body.strip()}\n{end}"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip() + ("\n\n" if text.strip() else "") + block + "\n"
+    atomic_write_bytes(path, text.encode("utf-8"))
