@@ -490,10 +490,25 @@ def test_python_m_and_info_without_taichi(encoded):
     assert res.stderr.strip() == f"sad: error: cannot read '{d / 'missing.sad'}': no such file"
 
 
+OLD_OUTPUT = b"SAD\x1a the previous output, which an interrupted encode must not touch"
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_ctrl_c_leaves_nothing(tmp_path):
-    """A real SIGINT during the fit: `sad: interrupted`, exit 130, no output, no temp file."""
+@pytest.mark.parametrize(
+    "sig,existing",
+    [(signal.SIGINT, False), (signal.SIGINT, True), (signal.SIGKILL, True)],
+    ids=["SIGINT-new-output", "SIGINT-existing-output", "SIGKILL-existing-output"],
+)
+def test_interrupted_encode_loses_nothing(tmp_path, sig, existing):
+    """Ctrl-C or kill -9 during the fit: the old output is intact byte for byte (or none is
+    created) and no temporary file is left; Ctrl-C also says `sad: interrupted`, exit 130.
+
+    The new file is only written, to a temporary file renamed over the old one, once the
+    fit is done, so a kill -9 here cannot leave a partial file either."""
     save_png(tmp_path / "in.png")
+    if existing:
+        (tmp_path / "o.sad").write_bytes(OLD_OUTPUT)
+    before = sorted(os.listdir(tmp_path))
     args = ["encode", "in.png", "-o", "o.sad", "--iterations", "100000"]  # until interrupted
     proc = subprocess.Popen(
         [sys.executable, "-m", "sadcodec", *args],
@@ -512,14 +527,20 @@ def test_ctrl_c_leaves_nothing(tmp_path):
                 break
             seen += chunk
         assert b"it/s" in seen, seen
-        proc.send_signal(signal.SIGINT)
-        rest = proc.stderr.read()
-        assert proc.wait(timeout=60) == 130
+        proc.send_signal(sig)
+        rest = proc.stderr.read().decode()
+        code = proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
         proc.stderr.close()
-    assert rest.decode().split("\r")[-1].strip() == "sad: interrupted"
-    assert "Traceback" not in rest.decode()
-    assert sorted(os.listdir(tmp_path)) == ["in.png"]
+    if sig == signal.SIGINT:
+        assert code == 130
+        assert rest.split("\r")[-1].strip() == "sad: interrupted"
+        assert "Traceback" not in rest
+    else:
+        assert code == -signal.SIGKILL
+    assert sorted(os.listdir(tmp_path)) == before
+    if existing:
+        assert (tmp_path / "o.sad").read_bytes() == OLD_OUTPUT
