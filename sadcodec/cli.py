@@ -95,6 +95,20 @@ def _check_image_extension(path: str) -> None:
         raise SadError(f"cannot write '{path}': {what}; use one of {', '.join(formats)}")
 
 
+def _check_not_too_small(path: str, img: np.ndarray) -> None:
+    """An image too small for any allowed --bpp (1x1, 1x8) gets its own message; the
+    encoder's 'budget too small' would advise a bpp above the maximum."""
+    from .encoder import min_file_bytes
+
+    h, w, c = img.shape
+    need = min_file_bytes(w, h, c)
+    if 8 * need > _MAX_BPP * w * h:
+        raise SadError(
+            f"cannot encode '{path}': a {w}x{h} image is too small for .sad (the smallest "
+            f"file is {need} bytes, {8 * need / (w * h):g} bpp; --bpp is at most {_MAX_BPP:g})"
+        )
+
+
 class _Progress:
     """A tqdm bar on stderr fed by the encoder's progress callback (iteration, PSNR, sites)."""
 
@@ -250,6 +264,7 @@ def encode(input, output, bpp, effort, iterations, seed, arch, threads, quiet):
     if not (math.isfinite(bpp) and 0 < bpp <= _MAX_BPP):
         raise SadError(f"--bpp must be a number in (0, {_MAX_BPP:g}], got {bpp:g}")
     img = load_image(input, notice=_notice)
+    _check_not_too_small(input, img)
     check_output_path(input, output)  # before the long encode, not after it
     progress = _Progress(not quiet)
     t0 = time.perf_counter()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import struct
 import warnings
 from collections.abc import Callable
 
@@ -93,7 +94,41 @@ def _open(p: str) -> Image.Image:
             empty = False
         if empty:
             raise SadError(f"cannot read '{p}': file is empty") from None
-        raise SadError(f"cannot read '{p}': not a supported image ({_SUPPORTED})") from None
+        raise SadError(f"cannot read '{p}': {_unidentified(p)}") from None
+
+
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF8", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+
+
+def _unidentified(p: str) -> str:
+    """Why Pillow could not open a file, which it does not say: a zero width or height
+    (Pillow refuses those while identifying), a damaged known format, or not an image."""
+    try:
+        with open(p, "rb") as f:
+            head = f.read(26)
+    except OSError:
+        head = b""
+    size = None
+    if head.startswith(b"\x89PNG") and head[12:16] == b"IHDR" and len(head) >= 24:
+        size = struct.unpack(">II", head[16:24])
+    elif head.startswith(b"GIF8") and len(head) >= 10:
+        size = struct.unpack("<HH", head[6:10])
+    elif head.startswith(b"BM") and len(head) >= 26:
+        w, h = struct.unpack("<ii", head[18:26])
+        size = (w, abs(h))  # a negative height means rows stored top-down
+    if size is not None and 0 in size:
+        return f"image has zero size ({size[0]}x{size[1]})"
+    for signature, kind in _SIGNATURES:
+        if head.startswith(signature):
+            return f"corrupt or unsupported {kind} file"
+    return f"not a supported image ({_SUPPORTED})"
 
 
 def _too_large(p: str, exc: Exception) -> SadError:

@@ -210,6 +210,21 @@ def test_gray_and_alpha(tmp_path, capsys, monkeypatch, mode, channels, kind):
     assert psnr(dec, img) >= FLOOR[mode]
 
 
+@pytest.mark.parametrize("shape", [(H, 1), (1, W), (3, 3)])
+def test_thin_and_tiny_images_round_trip(tmp_path, capsys, monkeypatch, shape):
+    """1xN, Nx1 and 3x3 images encode and decode (1x1 cannot: see the bad inputs)."""
+    img = make_image()[: shape[0], : shape[1]]
+    Image.fromarray(img).save(tmp_path / "a.png")
+    args = ["encode", tmp_path / "a.png", "-o", tmp_path / "a.sad", "--bpp", "64", *FAST]
+    code, _, err = run(args, capsys, monkeypatch)
+    assert code == 0, err
+    code, _, err = run(
+        ["decode", tmp_path / "a.sad", "-o", tmp_path / "b.png"], capsys, monkeypatch
+    )
+    assert code == 0, err
+    assert load(tmp_path / "b.png").shape == (*shape, 3)
+
+
 def test_same_seed_same_bytes_and_quiet(tmp_path, capsys, monkeypatch):
     save_png(tmp_path / "a.png")
     for name in ("x.sad", "y.sad"):
@@ -249,6 +264,7 @@ def bad_files(encoded, tmp_path):
     good = (d / "out.sad").read_bytes()
     assert len(good) > HEADER_SIZE + 8
     save_png(tmp_path / "in.png")
+    Image.fromarray(make_image()[:1, :1]).save(tmp_path / "one.png")
     (tmp_path / "good.sad").write_bytes(good)
     (tmp_path / "noise.png").write_bytes(bytes(np.random.default_rng(0).integers(0, 256, 300)))
     (tmp_path / "notes.txt").write_text("not an image\n")
@@ -275,6 +291,10 @@ BAD = {
     "not an image": (["encode", "T/noise.png", "-o", "T/o.sad"], "not a supported image"),
     "text file": (["encode", "T/notes.txt", "-o", "T/o.sad"], "not a supported image"),
     "budget too small": (["encode", "T/in.png", "-o", "T/o.sad", "--bpp", "0.0001"], "too small"),
+    "1x1 image": (
+        ["encode", "T/one.png", "-o", "T/o.sad", "--bpp", "64"],
+        "'T/one.png': a 1x1 image is too small for .sad (the smallest file is",
+    ),
     "negative bpp": (["encode", "T/in.png", "-o", "T/o.sad", "--bpp", "-1"], "--bpp must be"),
     "zero bpp": (["encode", "T/in.png", "-o", "T/o.sad", "--bpp", "0"], "--bpp must be"),
     "bpp 1000": (["encode", "T/in.png", "-o", "T/o.sad", "--bpp", "1000"], "--bpp must be"),

@@ -319,12 +319,28 @@ def test_truncated_png(tmp_path: Path) -> None:
         load_image(tmp_path / "t.png")
 
 
-def test_zero_size_refused(tmp_path: Path) -> None:
+ZERO_SIZE = {
+    "z.png": (_header_only_png(0, 5), "0x5"),
+    "z2.png": (_header_only_png(7, 0), "7x0"),
+    "z.gif": (b"GIF89a" + struct.pack("<HHBBB", 0, 5, 0, 0, 0) + b";", "0x5"),
+    "z.bmp": (b"BM" + struct.pack("<IHHIIii", 54, 0, 0, 54, 40, 3, 0) + bytes(28), "3x0"),
+}
+
+
+@pytest.mark.parametrize("name", list(ZERO_SIZE))
+def test_zero_size_refused(tmp_path: Path, name: str) -> None:
     # Pillow cannot write a 0-pixel image, so the header is built by hand; Pillow itself
-    # rejects it while identifying the file, before our own zero-size check would.
-    (tmp_path / "z.png").write_bytes(_header_only_png(0, 5))
-    with pytest.raises(SadError, match="cannot read"):
-        load_image(tmp_path / "z.png")
+    # rejects it while identifying the file without saying why, so the header is read again.
+    data, size = ZERO_SIZE[name]
+    (tmp_path / name).write_bytes(data)
+    with pytest.raises(SadError, match=rf"cannot read .*: image has zero size \({size}\)$"):
+        load_image(tmp_path / name)
+
+
+def test_damaged_known_format_is_named(tmp_path: Path) -> None:
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(40))
+    with pytest.raises(SadError, match=r"'\S+bad.png': corrupt or unsupported PNG file$"):
+        load_image(tmp_path / "bad.png")
 
 
 def test_huge_declared_size_refused_quickly(tmp_path: Path) -> None:
