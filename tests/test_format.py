@@ -287,10 +287,8 @@ def test_bad_magic():
     assert_refused(b"", "not a .sad file")
 
 
-def test_every_single_bit_flip_is_detected():
-    """Both CRCs together cover every byte: any one flipped bit anywhere is refused."""
-    data, _ = make_file()
-    assert len(data) <= 400
+def assert_every_bit_flip_refused(data: bytes) -> int:
+    """Flip each bit of data in turn; every copy must be refused. Returns the flip count."""
     decoder.parse(data)  # the intact file parses
     for pos in range(len(data)):
         for bit in range(8):
@@ -298,6 +296,14 @@ def test_every_single_bit_flip_is_detected():
             bad[pos] ^= 1 << bit
             with pytest.raises(SadFormatError):
                 decoder.parse(bytes(bad))
+    return 8 * len(data)
+
+
+def test_every_single_bit_flip_is_detected():
+    """Both CRCs together cover every byte: any one flipped bit anywhere is refused."""
+    data, _ = make_file()
+    assert len(data) <= 400
+    assert_every_bit_flip_refused(data)
 
 
 def test_every_truncation_is_detected():
