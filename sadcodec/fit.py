@@ -24,7 +24,7 @@ import numpy as np
 import taichi as ti
 
 from kernels import fit as kfit
-from kernels.common import STAT_SCALE, TABLE_COLS
+from kernels.common import GEOM_PARAMS, STAT_SCALE, TABLE_COLS
 
 from . import quantize
 from .backend import current_arch
@@ -44,6 +44,10 @@ class FitConfig:
     init_fraction: float = 0.9
     grow_per_round: float = 0.35
     qat_from: float = 0.7
+    # From this share of the run on, the geometry (position, shape, radius, temperature)
+    # is snapped to its quantization grid and frozen, and only the colours keep learning:
+    # they absorb the error the geometry grid causes, and the map needs no refreshing.
+    freeze_from: float = 0.7
     decay_from: float = 0.5
     final_lr: float = 0.05
     touch_up: int = 20
@@ -106,6 +110,7 @@ class Fitter:
         self.hi = ti.ndarray(ti.f32, shape=(self.p,))
         self.map = TopKMap(self.h, self.w, cfg.k, seed=cfg.seed)
         self.n = 0
+        self.frozen = False  # geometry snapped to the grid and no longer updated
         self.step_count = 0
         self.timers: dict[str, float] = {}
 
@@ -162,7 +167,7 @@ class Fitter:
         """One Adam iteration; returns the loss (sum of squared errors) before the step."""
         t0 = time.perf_counter()
         src = self.show(spec)
-        if refresh:
+        if refresh and not self.frozen:
             t0 = self._tick("prepare", t0)
             self.map.refresh(self.tab, self.n, self.s_inv, stencil=4, inject=self.cfg.inject)
             t0 = self._tick("topk", t0)
@@ -184,6 +189,8 @@ class Fitter:
         b1, b2 = 0.9, 0.999
         lrs = self.cfg.lr
         per_col = [lrs["pos"], lrs["pos"], lrs["theta"], lrs["a"], lrs["r"], lrs["t"]]
+        if self.frozen:
+            per_col = [0.0] * len(per_col)
         per_col += [lrs["col"]] * self.c
         self.lr.from_numpy(np.array(per_col, np.float32) * np.float32(lr_scale))
         kfit.adam(
@@ -204,6 +211,16 @@ class Fitter:
         loss = float(self.loss.to_numpy().sum(dtype=np.float64))
         self._tick("optimizer", t0)
         return loss
+
+    def freeze_geometry(self, spec: quantize.QuantSpec) -> None:
+        """Snap every site's geometry to the grid the file stores and stop updating it."""
+        p, m, v = self.get_sites()
+        q = quantize.roundtrip(p, spec, self.w, self.h, keep_sign=True)
+        p[:, :GEOM_PARAMS] = q[:, :GEOM_PARAMS]
+        self.set_sites(p, m, v)
+        kfit.prepare(self.params, self.tab, self.n)
+        self.map.refresh(self.tab, self.n, self.s_inv, steps=(1, 1), stencil=8)
+        self.frozen = True
 
     def psnr(self, loss: float) -> float:
         mse = loss / (self.h * self.w * self.c)
@@ -264,6 +281,7 @@ def fit_to_budget(
     iters = cfg.iterations
     dens_end = int(cfg.densify_until * iters)
     qat_from = int(cfg.qat_from * iters)
+    freeze_from = int(cfg.freeze_from * iters) if cfg.freeze_from < 1 else -1
     decay_from = int(cfg.decay_from * iters)
     loss = float("nan")
     for it in range(iters):
@@ -279,6 +297,8 @@ def fit_to_budget(
         else:
             frac = (it - decay_from) / max(1, iters - decay_from)
             scale = cfg.final_lr + (1 - cfg.final_lr) * 0.5 * (1 + math.cos(math.pi * frac))
+        if it == freeze_from:
+            fitter.freeze_geometry(spec)
         use_q = spec if it >= qat_from else None
         loss = fitter.step(scale, use_q, refresh=(it % cfg.refresh_every == 0))
         if progress is not None and (it % 10 == 0 or it == iters - 1):

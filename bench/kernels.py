@@ -1,0 +1,105 @@
+"""Per-kernel times on one Kodak-sized scene: the numbers behind the encoder's stage
+breakdown, measured in one process so they compare as ratios.
+
+    python bench/kernels.py --image ../shared/data/kodak/kodim01.png --threads 2
+
+Sites come from the encoder's own initialisation (9000 sites, about what 1 bpp holds);
+each kernel runs --repeats times after a warm-up and the median is reported. Writes a
+markdown table with --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+
+
+def median_ms(fn, repeats: int) -> float:
+    import taichi as ti
+
+    fn()
+    ti.sync()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        ti.sync()
+        times.append(time.perf_counter() - t0)
+    return 1000 * float(np.median(times))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--image", type=Path, default=Path("../shared/data/kodak/kodim01.png"))
+    ap.add_argument("--sites", type=int, default=9000)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+
+    from sadcodec.backend import init_backend
+
+    init_backend("cpu", args.threads)
+    import taichi as ti
+
+    from kernels import fit as kfit
+    from kernels import render as krender
+    from sadcodec import quantize
+    from sadcodec.fit import FitConfig, Fitter
+    from sadcodec.init import init_sites
+    from sadcodec.topk import TopKMap
+
+    img = iio.imread(args.image)[..., :3].astype(np.float32) / 255.0
+    h, w, c = img.shape
+    f = Fitter(img, args.sites + 64, FitConfig())
+    f.set_bounds(quantize.QuantSpec())
+    f.set_sites(init_sites(img, args.sites, np.random.default_rng(0)))
+    f.full_build()
+    n, k = f.n, f.cfg.k
+    atomic_grad = ti.ndarray(ti.f32, shape=(1, f.cap, f.p))
+
+    def fb(banded: bool):
+        grad = f.grad if banded else atomic_grad
+        return lambda: kfit.forward_backward(
+            f.map.cur, f.tab, f.params, f.target, grad, f.loss, f.s_inv, k, c, banded
+        )
+
+    def build():
+        TopKMap(h, w, k).build(f.tab, n, f.s_inv)
+
+    out = ti.ndarray(ti.u8, shape=(h, w, c))
+    rows = [
+        ("forward+backward, CPU bands (default)", fb(True)),
+        ("forward+backward, atomics (GPU path)", fb(False)),
+        ("top-K refresh: one step-1 pass, 4-stencil", lambda: f.map.refresh(f.tab, n, f.s_inv)),
+        ("site statistics (densify/prune)", lambda: f.site_stats(None)),
+        ("top-K build from scratch (decoder)", build),
+        (
+            "render (decoder)",
+            lambda: krender.render(f.map.cur, f.tab, f.params, out, 1.0, 1.0, f.s_inv, k, c),
+        ),
+    ]
+    threads = args.threads or "all"
+    lines = [
+        f"{args.image.name} ({w}x{h}), {n} sites, K = {k}, threads: {threads}; "
+        f"median of {args.repeats} runs after a warm-up.",
+        "",
+        "| kernel | ms |",
+        "|---|---|",
+    ]
+    for name, fn in rows:
+        lines.append(f"| {name} | {median_ms(fn, args.repeats):.1f} |")
+        print(lines[-1], flush=True)
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
