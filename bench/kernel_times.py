@@ -1,7 +1,7 @@
 """Per-kernel times on one Kodak-sized scene: the numbers behind the encoder's stage
 breakdown, measured in one process so they compare as ratios.
 
-    python bench/kernels.py --image ../shared/data/kodak/kodim01.png --threads 2
+    python bench/kernel_times.py --image ../shared/data/kodak/kodim01.png --threads 2
 
 Sites come from the encoder's own initialisation (9000 sites, about what 1 bpp holds);
 each kernel runs --repeats times after a warm-up and the median is reported. Writes a
