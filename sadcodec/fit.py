@@ -37,7 +37,7 @@ class FitConfig:
     iterations: int = 800
     k: int = 8
     seed: int = 0
-    refresh_every: int = 3
+    refresh_every: int = 6
     inject: int = 4
     densify_every: int = 50
     densify_until: float = 0.6
