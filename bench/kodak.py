@@ -17,21 +17,31 @@ end, atomically.
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
-import io
-import math
-import os
-import platform
-import shlex
 import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.benchlib import (  # noqa: E402
+    atomic_write,
+    budget_bytes,
+    command_line,
+    fmt,
+    load_sadcodec,
+    machine_facts,
+    pillow_codec,
+    psnr_rgb,
+    read_csv,
+    run_pillow,
+    run_sad,
+    timed,
+    write_csv,
+)
 
 FIELDS = [
     "image",
@@ -49,137 +59,8 @@ FIELDS = [
 CODECS = ("sad", "jpeg")
 
 
-def psnr_rgb(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR over all pixels and the 3 colour channels of two uint8 images."""
-    d = a[..., :3].astype(np.float64) - b[..., :3].astype(np.float64)
-    mse = float(np.mean(d * d))
-    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
-
-
-def timed(fn, repeats: int = 1):
-    """Call fn `repeats` times; return (last result, median seconds)."""
-    times, out = [], None
-    for _ in range(max(1, repeats)):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return out, statistics.median(times)
-
-
-def jpeg_bytes(img: np.ndarray, quality: int) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, "JPEG", quality=quality, subsampling=2, optimize=True)
-    return buf.getvalue()
-
-
-def jpeg_decode(data: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(data)) as im:
-        im.load()
-        return np.asarray(im.convert("RGB"))
-
-
-def run_jpeg(img: np.ndarray, budget: int, args) -> dict:
-    """Highest quality in 1..100 whose whole file fits the budget (binary search)."""
-    lo, hi, best = 1, 100, None
-    while lo <= hi:
-        q = (lo + hi) // 2
-        if len(jpeg_bytes(img, q)) <= budget:
-            best, lo = q, q + 1
-        else:
-            hi = q - 1
-    q = best if best is not None else 1  # quality 1 is over budget: record it as such
-    data, enc_s = timed(lambda: jpeg_bytes(img, q), 3)
-    out, dec_s = timed(lambda: jpeg_decode(data), 3)
-    return {
-        "data": data,
-        "decoded": out,
-        "encode_s": enc_s,
-        "decode_s": dec_s,
-        "sites": "",
-        "quality": q,
-    }
-
-
-def load_sadcodec():
-    """Import sadcodec, falling back to this checkout when it is not installed."""
-    try:
-        import sadcodec
-    except ModuleNotFoundError:
-        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-        import sadcodec
-    return sadcodec
-
-
-def run_sad(img: np.ndarray, budget: int, args) -> dict:
-    sadcodec = load_sadcodec()
-
-    kw = {"bpp": args.bpp, "seed": args.seed, "arch": args.arch, "threads": args.threads}
-    if args.effort is not None:
-        kw["effort"] = args.effort
-    if args.iterations is not None:
-        kw["iterations"] = args.iterations
-    data, enc_s = timed(lambda: sadcodec.encode(img, **kw))  # one run: encodes are long
-    out, dec_s = timed(lambda: sadcodec.decode(data, arch=args.arch), args.repeats_decode)
-    return {
-        "data": data,
-        "decoded": out,
-        "encode_s": enc_s,
-        "decode_s": dec_s,
-        "sites": sadcodec.read_info(data)["sites"],
-        "quality": "",
-    }
-
-
-def read_csv(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def write_csv(path: Path, rows: list[dict]) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=FIELDS, lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write(path, buf.getvalue())
-
-
-def machine_facts(with_taichi: bool) -> list[str]:
-    import PIL
-
-    u = platform.uname()
-    facts = [
-        f"CPU cores (os.cpu_count): {os.cpu_count()}",
-        f"processor: {platform.processor() or u.machine}",
-        f"system: {u.system} {u.release} {u.machine}",
-        f"Python {platform.python_version()}, numpy {np.__version__}, Pillow {PIL.__version__}",
-    ]
-    if with_taichi:
-        import taichi
-
-        facts[-1] += f", taichi {'.'.join(map(str, taichi.__version__))}"
-    return facts
-
-
-def fmt(x: str, nd: int) -> str:
-    return "" if x in ("", None) else f"{float(x):.{nd}f}"
-
-
 def markdown(args, rows: list[dict], codecs: list[str], startup_s: float | None) -> str:
-    cmd = " ".join(shlex.quote(a) for a in [Path(sys.executable).name] + sys.argv)
+    cmd = command_line()
     out = [
         f"# Kodak at {args.bpp:g} bpp: {' vs '.join(codecs)}",
         "",
@@ -283,7 +164,10 @@ def main(argv: list[str] | None = None) -> int:
         _, startup_s = timed(lambda: load_sadcodec().init_backend(args.arch, args.threads))
         print(f"taichi start-up {startup_s:.2f} s", file=sys.stderr, flush=True)
 
-    runners = {"sad": run_sad, "jpeg": run_jpeg}
+    runners = {
+        "sad": lambda img, budget: run_sad(img, args.bpp, args),
+        "jpeg": lambda img, budget: run_pillow(img, budget, pillow_codec("jpeg")),
+    }
     for pth in paths:
         img = None
         for c in codecs:
@@ -294,8 +178,8 @@ def main(argv: list[str] | None = None) -> int:
                 with Image.open(pth) as im:
                     img = np.asarray(im.convert("RGB"))
             h, w = img.shape[:2]
-            budget = math.floor(args.bpp * w * h / 8)
-            res = runners[c](img, budget, args)
+            budget = budget_bytes(args.bpp, w, h)
+            res = runners[c](img, budget)
             n = len(res["data"])
             row = {
                 "image": pth.stem,
@@ -311,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
                 "quality": res["quality"],
             }
             rows.append(row)
-            write_csv(args.out_csv, rows + extra)
+            write_csv(args.out_csv, rows + extra, FIELDS)
             flag = "" if n <= budget else "  OVER BUDGET"
             print(
                 f"{pth.stem} {c}: {8 * n / (w * h):.4f} bpp  {float(row['psnr_rgb']):.2f} dB  "
@@ -321,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             )
 
     rows.sort(key=lambda r: (r["image"], codecs.index(r["codec"])))
-    write_csv(args.out_csv, rows + extra)
+    write_csv(args.out_csv, rows + extra, FIELDS)
     atomic_write(args.out_md, markdown(args, rows, codecs, startup_s))
     over = sum(r["within_budget"] != "True" for r in rows)
     print(f"wrote {args.out_csv} and {args.out_md}; {over} file(s) over budget", file=sys.stderr)
