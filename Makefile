@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 SAD := $(VENV)/bin/sad
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-rd clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,17 @@ lint: $(STAMP)
 # Kodak at 1 bpp against JPEG (about an hour on 2 cores); writes docs/kodak-1bpp.md
 bench: $(STAMP)
 	$(PY) bench/kodak.py --bpp 1.0
+
+# Kodak at 0.25/0.5/1/2 bpp against JPEG, WebP and AVIF (hours on 2 cores); writes
+# bench/results/kodak-rd.csv, docs/kodak-rd.md and docs/kodak-rd.png.
+# Extra options: make bench-rd RD_ARGS="--resume" (or "--limit 4", "--effort 6", ...)
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench-rd: $(BENCH_STAMP)
+	$(PY) bench/rd.py $(RD_ARGS)
 
 clean:
 	rm -rf out build *.egg-info
