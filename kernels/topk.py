@@ -30,18 +30,24 @@ def _offer(
         if ids[k] == cand:
             dup = True
     if not dup:
-        s = site_logit(tab, cand, px, py, s_inv)
-        if s > sc[n - 1]:
-            ids[n - 1] = cand
-            sc[n - 1] = s
-            for k in ti.static(range(n - 1, 0, -1)):
-                if sc[k] > sc[k - 1]:
-                    i_tmp = ids[k]
-                    ids[k] = ids[k - 1]
-                    ids[k - 1] = i_tmp
-                    s_tmp = sc[k]
-                    sc[k] = sc[k - 1]
-                    sc[k - 1] = s_tmp
+        _insert(ids, sc, cand, site_logit(tab, cand, px, py, s_inv))
+
+
+@ti.func
+def _insert(ids: ti.template(), sc: ti.template(), cand: ti.i32, s: ti.f32):
+    """Put a scored candidate into the sorted list if it beats the worst entry."""
+    n = ti.static(ids.n)
+    if s > sc[n - 1]:
+        ids[n - 1] = cand
+        sc[n - 1] = s
+        for k in ti.static(range(n - 1, 0, -1)):
+            if sc[k] > sc[k - 1]:
+                i_tmp = ids[k]
+                ids[k] = ids[k - 1]
+                ids[k - 1] = i_tmp
+                s_tmp = sc[k]
+                sc[k] = sc[k - 1]
+                sc[k - 1] = s_tmp
 
 
 @ti.kernel
@@ -134,6 +140,31 @@ def propagate(
         for j in range(n_inject):
             c = random_index(seed, y * w + x, j, n)
             _offer(ids, sc, c, tab, px, py, s_inv)
+        for k in ti.static(range(K)):
+            dst[y, x, k] = ids[k]
+
+
+@ti.kernel
+def brute_force(
+    dst: ti.types.ndarray(dtype=ti.i32, ndim=3),
+    tab: ti.types.ndarray(dtype=ti.f32, ndim=2),
+    n: ti.i32,
+    sx: ti.f32,
+    sy: ti.f32,
+    s_inv: ti.f32,
+    K: ti.template(),
+):
+    """The exact top-K of every pixel, scoring all n sites: O(pixels x sites), a reference
+    for measuring the jump-flooding map (benchmarks, tests), never used to decode."""
+    h = dst.shape[0]
+    w = dst.shape[1]
+    for y, x in ti.ndrange(h, w):
+        px = (ti.cast(x, ti.f32) + 0.5) * sx
+        py = (ti.cast(y, ti.f32) + 0.5) * sy
+        ids = ti.Vector([-1] * K, dt=ti.i32)
+        sc = ti.Vector([NEG_INF] * K, dt=ti.f32)
+        for i in range(n):
+            _insert(ids, sc, i, site_logit(tab, i, px, py, s_inv))
         for k in ti.static(range(K)):
             dst[y, x, k] = ids[k]
 

@@ -69,6 +69,10 @@ class TopKMap:
         for _ in range(extra_passes):
             self._pass(tab, n, s_inv, 1, stencil, inject)
 
+    def exact(self, tab, n: int, s_inv: float) -> None:
+        """The brute-force top-K (all sites scored at every pixel): a reference only."""
+        k_topk.brute_force(self.cur, tab, n, self.sx, self.sy, s_inv, self.k)
+
     def reseed(self, tab, first: int, n: int) -> None:
         """Put sites [first, n) into the pixels containing them (new sites after densify)."""
         k_topk.seed_sites(self.cur, tab, first, n, self.sx, self.sy)

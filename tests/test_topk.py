@@ -185,3 +185,16 @@ def test_remap_drops_removed_sites(params):
     report("after remap (20% removed) + 4 passes", m)
     assert m["dups"] == 0
     assert m["recall"] >= 0.99
+
+
+def test_exact_kernel_is_the_brute_force_top_k(params):
+    """The brute-force kernel (the reference the benchmarks measure maps against)."""
+    _, tab = upload(params)
+    tk = TopKMap(H, W, K)
+    tk.exact(tab, N, 1.0 / S)
+    x, y = points(W, H)
+    m = measure(tk.to_numpy(), logits(params, x, y))
+    assert m["dups"] == 0
+    assert m["order"] == 0
+    assert m["recall"] == 1.0
+    assert m["top1"] == 1.0

@@ -1,0 +1,118 @@
+"""How faithful is the decoder's jump-flooding top-K map on real files? (SAD.md section 2;
+the SAD paper never measured it.)
+
+    python bench/topk_recall.py FILE.sad [FILE.sad ...] --out bench/results/topk-recall.md
+
+For each file, the exact top-K (every site scored at every pixel) is the reference. Each
+build variant is timed (median of --repeats) and measured against it: recall@K (share of
+the exact K best the map holds), top-1 agreement, and the PSNR of the 8-bit render from
+the map against the 8-bit render from the exact top-K (inf = identical pixels), plus the
+share of pixels that differ at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+# (label, build keyword arguments): the decoder's build and cheaper variants of it.
+VARIANTS = [
+    ("decoder: halving from S/2, 8-stencil, +2 step-1, inject 4", {}),
+    ("no injection", {"inject": 0}),
+    ("4-stencil", {"stencil": 4}),
+    ("halving from 64", {"first_step": 64}),
+    ("halving from 16", {"first_step": 16}),
+    ("+0 extra step-1 passes", {"extra_passes": 0}),
+]
+
+
+def recall(ids: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+    """recall@K and top-1 agreement of map ids against the exact map ref (both H, W, K)."""
+    k = ids.shape[-1]
+    a = ids.reshape(-1, k)
+    b = ref.reshape(-1, k)
+    hit = (a[:, :, None] == b[:, None, :]).any(axis=1) & (b >= 0)
+    return float(hit.sum() / (b >= 0).sum()), float((a[:, 0] == b[:, 0]).mean())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("files", nargs="+", type=Path)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+
+    from sadcodec.backend import init_backend
+
+    init_backend("cpu", args.threads)
+    import taichi as ti
+
+    from kernels import fit as kfit
+    from kernels import render as krender
+    from kernels.common import TABLE_COLS
+    from sadcodec import decoder
+    from sadcodec.topk import TopKMap
+
+    lines = [
+        "| file | sites | map | build ms | recall@K | top-1 | PSNR vs exact | px differing |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for path in args.files:
+        hdr, params = decoder.parse(path.read_bytes())
+        n, cols = params.shape
+        c = cols - 6
+        w, h, k = hdr.width, hdr.height, hdr.k
+        s_inv = 1.0 / max(w, h)
+        p = ti.ndarray(ti.f32, shape=(n, cols))
+        p.from_numpy(params.astype(np.float32))
+        tab = ti.ndarray(ti.f32, shape=(n, TABLE_COLS))
+        kfit.prepare(p, tab, n)
+        out = ti.ndarray(ti.u8, shape=(h, w, c))
+
+        def render(m: TopKMap, tab=tab, p=p, out=out, s_inv=s_inv, k=k, c=c) -> np.ndarray:
+            krender.render(m.cur, tab, p, out, 1.0, 1.0, s_inv, k, c)
+            return out.to_numpy()
+
+        t0 = time.perf_counter()
+        ref_map = TopKMap(h, w, k)
+        ref_map.exact(tab, n, s_inv)
+        ti.sync()
+        t_exact = time.perf_counter() - t0
+        ref_ids = ref_map.to_numpy()
+        ref_img = render(ref_map).astype(np.float64)
+        lines.append(
+            f"| {path.name} | {n} | exact (brute force) | {1000 * t_exact:.0f} | 1 | 1 | inf | 0 |"
+        )
+        print(lines[-1], flush=True)
+        for label, kw in VARIANTS:
+            times = []
+            for _ in range(args.repeats + 1):
+                m = TopKMap(h, w, k)
+                t0 = time.perf_counter()
+                m.build(tab, n, s_inv, **kw)
+                ti.sync()
+                times.append(time.perf_counter() - t0)
+            rec, top1 = recall(m.to_numpy(), ref_ids)
+            img = render(m).astype(np.float64)
+            mse = float(np.mean((img - ref_img) ** 2))
+            psnr = "inf" if mse == 0 else f"{10 * np.log10(255.0**2 / mse):.1f}"
+            differ = float((np.abs(img - ref_img).max(axis=2) > 0).mean())
+            ms = 1000 * float(np.median(times[1:]))
+            lines.append(
+                f"| {path.name} | {n} | {label} | {ms:.0f} | {rec:.5f} | {top1:.5f} | "
+                f"{psnr} | {100 * differ:.3f}% |"
+            )
+            print(lines[-1], flush=True)
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
