@@ -52,7 +52,7 @@ PAYLOAD_LEN_AT = 43
 MODES = ("raw", "crc", "crc+len")
 KINDS = ("flip", "set", "insert", "delete", "truncate", "splice")
 SPECIAL = (0x00, 0x01, 0x7F, 0x80, 0xFF)
-MAX_WORK = 1 << 22  # output pixels x K rendered at the declared size (~1-2 s on 2 cores)
+MAX_WORK = 1 << 21  # output pixels x K rendered at the declared size (about 1 s on 2 cores)
 
 
 def golden_files() -> list[bytes]:
