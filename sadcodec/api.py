@@ -18,12 +18,13 @@ def encode(
     seed: int = 0,
     effort: int | None = None,
     iterations: int | None = None,
-    arch: str = "cpu",
+    arch: str | None = None,
     threads: int | None = None,
     progress: bool | Progress = False,
 ) -> bytes:
     """Compress a uint8 image (H, W) or (H, W, C), C in {1, 3, 4}, to .sad bytes whose
-    size is at most ``bpp * W * H / 8``."""
+    size is at most ``bpp * W * H / 8``. ``arch``: "cpu", "cuda", "auto", or None for the
+    backend already started in this process (the CPU if none)."""
     from .encoder import encode_array
 
     init_backend(arch, threads)
@@ -38,7 +39,7 @@ def decode(
     width: int | None = None,
     height: int | None = None,
     scale: float | None = None,
-    arch: str = "cpu",
+    arch: str | None = None,
     threads: int | None = None,
 ) -> np.ndarray:
     """Render .sad bytes to uint8 (H, W, C), at the stored size or another resolution."""

@@ -11,12 +11,15 @@ from .errors import SadError
 _state: dict = {}
 
 
-def init_backend(arch: str = "cpu", threads: int | None = None) -> str:
+def init_backend(arch: str | None = "cpu", threads: int | None = None) -> str:
     """Initialise Taichi (idempotent) and return the arch in use: "cpu" or "cuda".
 
-    ``arch="auto"`` picks CUDA when a CUDA device is usable, else the CPU. Taichi's
-    banner goes to a buffer, not stdout, so ``sad decode -o -`` style use stays clean.
+    ``arch="auto"`` picks CUDA when a CUDA device is usable, else the CPU; ``None`` keeps
+    the backend already running (so library callers and tests can pick it once), else
+    the CPU. Taichi's banner goes to a buffer, not stdout, so ``-o -`` use stays clean.
     """
+    if arch is None:
+        arch = _state.get("arch", "cpu")
     if arch not in ("auto", "cpu", "cuda"):
         raise SadError(f"unknown --arch '{arch}' (choose auto, cpu or cuda)")
     if "arch" in _state:

@@ -1,6 +1,12 @@
-"""Shared fixtures: Taichi is started once per session, on the CPU."""
+"""Shared fixtures: Taichi is started once per session, on the CPU.
+
+``SAD_TEST_ARCH=cuda pytest`` runs the same suite on a GPU (CI has none; the device
+machine does). Tests that exercise one backend's code path only say so with a skip.
+"""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
@@ -10,8 +16,9 @@ from sadcodec.backend import init_backend
 
 @pytest.fixture(scope="session", autouse=True)
 def taichi_cpu() -> str:
-    """Start Taichi on the CPU once; every test may then create ndarrays and run kernels."""
-    return init_backend("cpu")
+    """Start Taichi once (CPU unless SAD_TEST_ARCH says otherwise); every test may then
+    create ndarrays and run kernels."""
+    return init_backend(os.environ.get("SAD_TEST_ARCH", "cpu"))
 
 
 def random_scene(

@@ -130,7 +130,7 @@ def test_bd_per_image_averages_images_not_curves() -> None:
 def _report_args(tmp_path: Path) -> argparse.Namespace:
     return argparse.Namespace(
         seed=0,
-        arch="cpu",
+        arch=None,  # the backend conftest started
         threads=None,
         effort=None,
         iterations=50,

@@ -1,5 +1,7 @@
 """Encoder behaviour through the Python API: budget, quality, determinism, channels."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -56,6 +58,11 @@ def test_more_bits_give_higher_quality():
     assert _psnr(hi, img) > _psnr(lo, img) + 2.0
 
 
+@pytest.mark.skipif(
+    os.environ.get("SAD_TEST_ARCH") == "cuda",
+    reason="CUDA sums gradients with atomics in no fixed order: same-seed files may differ "
+    "there (docs/FORMAT.md); the CPU sums fixed bands in order and is bit-exact",
+)
 def test_deterministic_for_a_seed():
     img = _scene()
     a = sadcodec.encode(img, bpp=1.5, iterations=40, seed=7)
