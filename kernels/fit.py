@@ -43,6 +43,53 @@ def prepare(
         tab[i, 7] = ti.exp(params[i, 5])
 
 
+@ti.kernel
+def quant_roundtrip(
+    params: ti.types.ndarray(dtype=ti.f32, ndim=2),
+    shown: ti.types.ndarray(dtype=ti.f32, ndim=2),
+    n: ti.i32,
+    width: ti.i32,
+    height: ti.i32,
+    grid: ti.types.ndarray(dtype=ti.f32, ndim=1),
+):
+    """shown = what the decoder would see for params, on the device (sadcodec.quantize
+    .roundtrip with keep_sign, in f32: the training copy for QAT, not the file's values).
+
+    grid: pos scale, theta levels, a_max, a levels-1, r_min, r_step, r levels-1, t_min,
+    t_step, t levels-1, colour levels-1.
+    """
+    pi = 3.141592653589793
+    cols = params.shape[1]
+    ps = grid[0]
+    nth = grid[1]
+    for i in range(n):
+        shown[i, 0] = ti.min(ti.max(ti.round(params[i, 0] * ps), 0.0), width * ps - 1.0) / ps
+        shown[i, 1] = ti.min(ti.max(ti.round(params[i, 1] * ps), 0.0), height * ps - 1.0) / ps
+        a = params[i, 3]
+        theta = params[i, 2]
+        if a < 0:
+            theta += pi / 2
+        th = ti.round(theta / pi * nth)
+        th = th - nth * ti.floor(th / nth)
+        aq = ti.min(ti.round(ti.abs(a) / grid[2] * grid[3]), grid[3])
+        if aq == 0:
+            th = 0.0
+        th_out = th * (pi / nth)
+        a_out = aq * (grid[2] / grid[3])
+        if a < 0:
+            a_out = -a_out
+            th_out -= pi / 2
+        shown[i, 2] = th_out
+        shown[i, 3] = a_out
+        rq = ti.min(ti.max(ti.round((params[i, 4] - grid[4]) / grid[5]), 0.0), grid[6])
+        shown[i, 4] = grid[4] + rq * grid[5]
+        tq = ti.min(ti.max(ti.round((params[i, 5] - grid[7]) / grid[8]), 0.0), grid[9])
+        shown[i, 5] = grid[7] + tq * grid[8]
+        for j in range(6, cols):
+            cq = ti.min(ti.max(ti.round(params[i, j] * grid[10]), 0.0), grid[10])
+            shown[i, j] = cq / grid[10]
+
+
 @ti.func
 def _acc(g: ti.template(), b: ti.i32, c: ti.i32, j: ti.i32, v: ti.f32, ATOMIC: ti.template()):
     if ti.static(ATOMIC):
@@ -246,8 +293,10 @@ def adam(
     bc1: ti.f32,
     bc2: ti.f32,
     eps: ti.f32,
+    lr_scale: ti.f32,
 ):
-    """One Adam step per parameter with per-column learning rate and box clamp. The
+    """One Adam step per parameter with per-column learning rate (times lr_scale, the
+    schedule, a scalar so no array is uploaded per step) and box clamp. The
     gradient is the sum of the band slices grad[:, i, j], added in band order (so the
     result is reproducible); the slices are zeroed for the next step."""
     cols = params.shape[1]
@@ -261,5 +310,5 @@ def adam(
         vv = beta2 * v[i, j] + (1.0 - beta2) * g * g
         m[i, j] = mm
         v[i, j] = vv
-        p = params[i, j] - lr[j] * (mm / bc1) / (ti.sqrt(vv / bc2) + eps)
+        p = params[i, j] - lr_scale * lr[j] * (mm / bc1) / (ti.sqrt(vv / bc2) + eps)
         params[i, j] = ti.min(ti.max(p, lo[j]), hi[j])

@@ -52,6 +52,16 @@ def make_writer(width: int, height: int, channels: int, k: int, spec: QuantSpec)
     return write
 
 
+def make_estimator(width: int, height: int, spec: QuantSpec):
+    """params -> approximate file bytes (fast zstd level; see bitstream's estimate)."""
+
+    def estimate(params: np.ndarray) -> int:
+        q = quantize(params, spec, width, height)
+        return bitstream.payload_size_estimate(q, spec.col_bits) + container.HEADER_SIZE
+
+    return estimate
+
+
 def min_file_bytes(width: int, height: int, channels: int, k: int = 8) -> int:
     """Size of the smallest possible file (one site) for these dimensions."""
     spec = choose_spec(width, height)
@@ -68,6 +78,7 @@ def encode_array(
     iterations: int | None = None,
     k: int = 8,
     progress: Progress | None = None,
+    profile: bool = False,
 ) -> tuple[bytes, FitResult]:
     img = as_image(image)
     h, w, c = img.shape
@@ -82,9 +93,7 @@ def encode_array(
             f"budget too small: {bpp:g} bpp is {budget} bytes for {w}x{h}; the smallest "
             f"file is {need} bytes ({need * 8 / (w * h):.4f} bpp)"
         )
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not (
-        0 <= seed < 2**32
-    ):
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not (0 <= seed < 2**32):
         raise SadError(f"--seed must be an integer in 0..{2**32 - 1}, got {seed!r}")
     if iterations is None:
         e = DEFAULT_EFFORT if effort is None else int(effort)
@@ -94,8 +103,9 @@ def encode_array(
     if iterations < 1 or iterations > 100_000:
         raise SadError(f"--iterations must be 1..100000, got {iterations}")
     spec = choose_spec(w, h)
-    cfg = FitConfig(iterations=int(iterations), k=k, seed=int(seed))
+    cfg = FitConfig(iterations=int(iterations), k=k, seed=int(seed), profile=profile)
     writer = make_writer(w, h, c, k, spec)
     target = img.astype(np.float32) / 255.0
-    result = fit_to_budget(target, budget, writer, spec, cfg, progress=progress)
+    estimate = make_estimator(w, h, spec)
+    result = fit_to_budget(target, budget, writer, spec, cfg, progress=progress, estimate=estimate)
     return result.data, result

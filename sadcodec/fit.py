@@ -52,6 +52,7 @@ class FitConfig:
     final_lr: float = 0.05
     touch_up: int = 20
     fill_slack: float = 0.06  # grow again if more than this share of the budget is unused
+    profile: bool = False  # exact per-stage timers on a GPU (a sync per stage)
     # Adam step sizes per group (units: px, rad, log, px, log, colour in [0, 1]), chosen
     # by a sweep on three half-size Kodak images at 1 bpp (docs/tuning.md).
     lr: dict = field(
@@ -111,6 +112,12 @@ class Fitter:
         self.map = TopKMap(self.h, self.w, cfg.k, seed=cfg.seed)
         self.n = 0
         self.frozen = False  # geometry snapped to the grid and no longer updated
+        self._lr_frozen: bool | None = None  # the frozen state self.lr was uploaded for
+        self.grid = ti.ndarray(ti.f32, shape=(11,))
+        self._grid_spec: quantize.QuantSpec | None = None
+        # Exact stage timers need a device sync per stage: free on the CPU (kernels there
+        # are synchronous), a lost overlap on a GPU, so there only when profiling.
+        self.sync_timers = self.banded or cfg.profile
         self.step_count = 0
         self.timers: dict[str, float] = {}
 
@@ -145,26 +152,30 @@ class Fitter:
         self.hi.from_numpy(np.array(hi, np.float32))
 
     def _tick(self, name: str, t0: float) -> float:
-        ti.sync()
+        if self.sync_timers:
+            ti.sync()
         t1 = time.perf_counter()
         self.timers[name] = self.timers.get(name, 0.0) + t1 - t0
         return t1
 
     # -- one optimisation step -------------------------------------------------------
     def show(self, spec: quantize.QuantSpec | None) -> None:
-        """Fill the rendered copy: the params, or their quantized round trip (QAT)."""
+        """Fill the per-site table from the params, or from their quantized round trip
+        (QAT, computed on the device: no host round trip per step)."""
         if spec is None:
             src = self.params
         else:
-            p = self.params.to_numpy()
-            p[: self.n] = quantize.roundtrip(p[: self.n], spec, self.w, self.h, keep_sign=True)
-            self.shown.from_numpy(p)
+            if self._grid_spec is not spec:
+                self.grid.from_numpy(quant_grid(spec))
+                self._grid_spec = spec
+            kfit.quant_roundtrip(self.params, self.shown, self.n, self.w, self.h, self.grid)
             src = self.shown
         kfit.prepare(src, self.tab, self.n)
         return src
 
-    def step(self, lr_scale: float, spec: quantize.QuantSpec | None, refresh: bool) -> float:
-        """One Adam iteration; returns the loss (sum of squared errors) before the step."""
+    def step(self, lr_scale: float, spec: quantize.QuantSpec | None, refresh: bool) -> None:
+        """One Adam iteration. Its loss (before the update) is read by ``last_loss``; it is
+        not returned, so a GPU step needs no host round trip."""
         t0 = time.perf_counter()
         src = self.show(spec)
         if refresh and not self.frozen:
@@ -187,12 +198,14 @@ class Fitter:
         t0 = self._tick("forward_backward", t0)
         self.step_count += 1
         b1, b2 = 0.9, 0.999
-        lrs = self.cfg.lr
-        per_col = [lrs["pos"], lrs["pos"], lrs["theta"], lrs["a"], lrs["r"], lrs["t"]]
-        if self.frozen:
-            per_col = [0.0] * len(per_col)
-        per_col += [lrs["col"]] * self.c
-        self.lr.from_numpy(np.array(per_col, np.float32) * np.float32(lr_scale))
+        if self._lr_frozen is not self.frozen:  # upload the per-column rates on change only
+            lrs = self.cfg.lr
+            per_col = [lrs["pos"], lrs["pos"], lrs["theta"], lrs["a"], lrs["r"], lrs["t"]]
+            if self.frozen:
+                per_col = [0.0] * len(per_col)
+            per_col += [lrs["col"]] * self.c
+            self.lr.from_numpy(np.array(per_col, np.float32))
+            self._lr_frozen = self.frozen
         kfit.adam(
             self.params,
             self.grad,
@@ -207,10 +220,13 @@ class Fitter:
             1 - b1**self.step_count,
             1 - b2**self.step_count,
             1e-12,
+            lr_scale,
         )
-        loss = float(self.loss.to_numpy().sum(dtype=np.float64))
         self._tick("optimizer", t0)
-        return loss
+
+    def last_loss(self) -> float:
+        """Sum of squared errors seen by the latest step (waits for the device)."""
+        return float(self.loss.to_numpy().sum(dtype=np.float64))
 
     def freeze_geometry(self, spec: quantize.QuantSpec) -> None:
         """Snap every site's geometry to the grid the file stores and stop updating it."""
@@ -253,6 +269,26 @@ class Fitter:
         self.map.build(self.tab, self.n, self.s_inv)
 
 
+def quant_grid(spec: quantize.QuantSpec) -> np.ndarray:
+    """The grid constants kernels.fit.quant_roundtrip reads (its docstring gives the order)."""
+    return np.array(
+        [
+            1 << spec.pos_frac_bits,
+            1 << spec.theta_bits,
+            spec.a_max,
+            (1 << spec.a_bits) - 1,
+            spec.r_min,
+            spec.r_step,
+            (1 << spec.r_bits) - 1,
+            spec.t_min,
+            spec.t_step,
+            (1 << spec.t_bits) - 1,
+            (1 << spec.col_bits) - 1,
+        ],
+        np.float32,
+    )
+
+
 def fit_to_budget(
     target: np.ndarray,
     budget_bytes: int,
@@ -262,8 +298,13 @@ def fit_to_budget(
     progress: Progress | None = None,
     bits_per_site_guess: float = 46.0,
     fixed_overhead: int = 60,
+    estimate: Callable[[np.ndarray], int] | None = None,
 ) -> FitResult:
-    """Fit sites to ``target`` so that ``writer(params)`` fits in ``budget_bytes``."""
+    """Fit sites to ``target`` so that ``writer(params)`` fits in ``budget_bytes``.
+
+    ``estimate`` (optional): params -> approximate bytes, much cheaper than ``writer``;
+    the densify rounds then write exactly once, to calibrate it, and estimate after
+    (zstd at its file level was half of a GPU encode's time)."""
     t_start = time.perf_counter()
     h, w, c = target.shape
     rng = np.random.default_rng(cfg.seed)
@@ -284,11 +325,19 @@ def fit_to_budget(
     freeze_from = int(cfg.freeze_from * iters) if cfg.freeze_from < 1 else -1
     decay_from = int(cfg.decay_from * iters)
     loss = float("nan")
+    calib = None  # exact bytes / estimated bytes, measured at the first densify round
     for it in range(iters):
         if it > 0 and it % cfg.densify_every == 0 and it <= dens_end:
             t0 = time.perf_counter()
-            data = writer(fitter.get_sites()[0])
-            bps = len(data) * 8 / fitter.n
+            p_now = fitter.get_sites()[0]
+            if estimate is None:
+                size = len(writer(p_now))
+            elif calib is None:
+                size = len(writer(p_now))
+                calib = size / max(1, estimate(p_now))
+            else:
+                size = estimate(p_now) * calib
+            bps = size * 8 / fitter.n
             n_goal = max(4, int((budget_bytes - fixed_overhead) * 8 / bps))
             _densify_prune(fitter, n_goal, rng, cfg, last=(it + cfg.densify_every > dens_end))
             fitter._tick("densify_prune", t0)
@@ -300,8 +349,9 @@ def fit_to_budget(
         if it == freeze_from:
             fitter.freeze_geometry(spec)
         use_q = spec if it >= qat_from else None
-        loss = fitter.step(scale, use_q, refresh=(it % cfg.refresh_every == 0))
+        fitter.step(scale, use_q, refresh=(it % cfg.refresh_every == 0))
         if progress is not None and (it % 10 == 0 or it == iters - 1):
+            loss = fitter.last_loss()
             progress(
                 {
                     "iteration": it + 1,
@@ -343,8 +393,9 @@ def fit_to_budget(
             fitter.set_sites(p[keep], m[keep], v[keep])
             fitter.rebuild_after(keep, None)
         for _ in range(cfg.touch_up * (2 if grown and len(data) <= budget_bytes else 1)):
-            loss = fitter.step(cfg.final_lr, spec, refresh=True)
+            fitter.step(cfg.final_lr, spec, refresh=True)
         if progress is not None:
+            loss = fitter.last_loss()
             progress(
                 {
                     "iteration": iters,
@@ -361,7 +412,10 @@ def fit_to_budget(
         raise RuntimeError("rate control failed to meet the budget")
     # Final quality of exactly what was written.
     params = quantize.roundtrip(fitter.get_sites()[0], spec, w, h)
-    fitter.show(spec)
+    full = np.zeros((fitter.cap, fitter.p), np.float32)
+    full[: fitter.n] = params  # the file's own values (float64 rounding), not the f32 QAT copy
+    fitter.shown.from_numpy(full)
+    kfit.prepare(fitter.shown, fitter.tab, fitter.n)
     fitter.map.refresh(fitter.tab, fitter.n, fitter.s_inv, steps=(1,), stencil=4)
     fitter.loss.fill(0)
     kfit.forward_backward(
