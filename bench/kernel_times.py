@@ -38,12 +38,13 @@ def main() -> None:
     ap.add_argument("--sites", type=int, default=9000)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--arch", default="cpu", help="cpu, cuda or auto")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
     from sadcodec.backend import init_backend
 
-    init_backend("cpu", args.threads)
+    arch = init_backend(args.arch, args.threads)
     import taichi as ti
 
     from kernels import fit as kfit
@@ -85,7 +86,7 @@ def main() -> None:
     ]
     threads = args.threads or "all"
     lines = [
-        f"{args.image.name} ({w}x{h}), {n} sites, K = {k}, threads: {threads}; "
+        f"{args.image.name} ({w}x{h}), {n} sites, K = {k}, backend {arch}, threads: {threads}; "
         f"median of {args.repeats} runs after a warm-up.",
         "",
         "| kernel | ms |",

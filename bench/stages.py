@@ -33,6 +33,7 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=None)
     ap.add_argument("--effort", type=int, default=None)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--arch", default="cpu", help="cpu, cuda or auto")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
@@ -41,7 +42,7 @@ def main() -> None:
     from sadcodec.backend import init_backend
     from sadcodec.encoder import encode_array
 
-    init_backend("cpu", args.threads)
+    arch = init_backend(args.arch, args.threads)
     startup = time.perf_counter() - t0
 
     files = sorted(args.images.glob("*.png"))[: args.limit]
@@ -50,7 +51,9 @@ def main() -> None:
     for f in files:
         img = iio.imread(f)
         t1 = time.perf_counter()
-        data, res = encode_array(img, args.bpp, effort=args.effort, iterations=args.iterations)
+        data, res = encode_array(
+            img, args.bpp, effort=args.effort, iterations=args.iterations, profile=True
+        )
         total = time.perf_counter() - t1
         out = sadcodec.decode(data)
         st = res.stage_seconds
@@ -63,8 +66,8 @@ def main() -> None:
         )
         print(" | ".join(rows[-1]), flush=True)
     lines = [
-        f"Start-up (import, Taichi init): {startup:.2f} s; the first encode also loads or "
-        "compiles the kernels.",
+        f"Backend: {arch}. Start-up (import, Taichi init): {startup:.2f} s; the first "
+        "encode also loads or compiles the kernels.",
         "",
         "| " + " | ".join(cols) + " |",
         "|" + "---|" * len(cols),
