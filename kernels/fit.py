@@ -23,6 +23,20 @@ W_SKIP = 1e-5
 TASK_PAD = 512
 
 
+@ti.func
+def _table_site(params: ti.template(), tab: ti.template(), i: ti.i32):
+    th = params[i, 2]
+    a = params[i, 3]
+    tab[i, 0] = params[i, 0]
+    tab[i, 1] = params[i, 1]
+    tab[i, 2] = ti.cos(th)
+    tab[i, 3] = ti.sin(th)
+    tab[i, 4] = ti.exp(a)
+    tab[i, 5] = ti.exp(-a)
+    tab[i, 6] = params[i, 4]
+    tab[i, 7] = ti.exp(params[i, 5])
+
+
 @ti.kernel
 def prepare(
     params: ti.types.ndarray(dtype=ti.f32, ndim=2),
@@ -31,16 +45,47 @@ def prepare(
 ):
     """Per-site values every pixel needs (trig and exponentials), computed once per step."""
     for i in range(n):
-        th = params[i, 2]
-        a = params[i, 3]
-        tab[i, 0] = params[i, 0]
-        tab[i, 1] = params[i, 1]
-        tab[i, 2] = ti.cos(th)
-        tab[i, 3] = ti.sin(th)
-        tab[i, 4] = ti.exp(a)
-        tab[i, 5] = ti.exp(-a)
-        tab[i, 6] = params[i, 4]
-        tab[i, 7] = ti.exp(params[i, 5])
+        _table_site(params, tab, i)
+
+
+@ti.func
+def _quant_site(
+    params: ti.template(),
+    shown: ti.template(),
+    i: ti.i32,
+    width: ti.i32,
+    height: ti.i32,
+    grid: ti.template(),
+):
+    pi = 3.141592653589793
+    cols = params.shape[1]
+    ps = grid[0]
+    nth = grid[1]
+    shown[i, 0] = ti.min(ti.max(ti.round(params[i, 0] * ps), 0.0), width * ps - 1.0) / ps
+    shown[i, 1] = ti.min(ti.max(ti.round(params[i, 1] * ps), 0.0), height * ps - 1.0) / ps
+    a = params[i, 3]
+    theta = params[i, 2]
+    if a < 0:
+        theta += pi / 2
+    th = ti.round(theta / pi * nth)
+    th = th - nth * ti.floor(th / nth)
+    aq = ti.min(ti.round(ti.abs(a) / grid[2] * grid[3]), grid[3])
+    if aq == 0:
+        th = 0.0
+    th_out = th * (pi / nth)
+    a_out = aq * (grid[2] / grid[3])
+    if a < 0:
+        a_out = -a_out
+        th_out -= pi / 2
+    shown[i, 2] = th_out
+    shown[i, 3] = a_out
+    rq = ti.min(ti.max(ti.round((params[i, 4] - grid[4]) / grid[5]), 0.0), grid[6])
+    shown[i, 4] = grid[4] + rq * grid[5]
+    tq = ti.min(ti.max(ti.round((params[i, 5] - grid[7]) / grid[8]), 0.0), grid[9])
+    shown[i, 5] = grid[7] + tq * grid[8]
+    for j in range(6, cols):
+        cq = ti.min(ti.max(ti.round(params[i, j] * grid[10]), 0.0), grid[10])
+        shown[i, j] = cq / grid[10]
 
 
 @ti.kernel
@@ -58,36 +103,33 @@ def quant_roundtrip(
     grid: pos scale, theta levels, a_max, a levels-1, r_min, r_step, r levels-1, t_min,
     t_step, t levels-1, colour levels-1.
     """
-    pi = 3.141592653589793
-    cols = params.shape[1]
-    ps = grid[0]
-    nth = grid[1]
     for i in range(n):
-        shown[i, 0] = ti.min(ti.max(ti.round(params[i, 0] * ps), 0.0), width * ps - 1.0) / ps
-        shown[i, 1] = ti.min(ti.max(ti.round(params[i, 1] * ps), 0.0), height * ps - 1.0) / ps
-        a = params[i, 3]
-        theta = params[i, 2]
-        if a < 0:
-            theta += pi / 2
-        th = ti.round(theta / pi * nth)
-        th = th - nth * ti.floor(th / nth)
-        aq = ti.min(ti.round(ti.abs(a) / grid[2] * grid[3]), grid[3])
-        if aq == 0:
-            th = 0.0
-        th_out = th * (pi / nth)
-        a_out = aq * (grid[2] / grid[3])
-        if a < 0:
-            a_out = -a_out
-            th_out -= pi / 2
-        shown[i, 2] = th_out
-        shown[i, 3] = a_out
-        rq = ti.min(ti.max(ti.round((params[i, 4] - grid[4]) / grid[5]), 0.0), grid[6])
-        shown[i, 4] = grid[4] + rq * grid[5]
-        tq = ti.min(ti.max(ti.round((params[i, 5] - grid[7]) / grid[8]), 0.0), grid[9])
-        shown[i, 5] = grid[7] + tq * grid[8]
-        for j in range(6, cols):
-            cq = ti.min(ti.max(ti.round(params[i, j] * grid[10]), 0.0), grid[10])
-            shown[i, j] = cq / grid[10]
+        _quant_site(params, shown, i, width, height, grid)
+
+
+@ti.kernel
+def prepare_step(
+    params: ti.types.ndarray(dtype=ti.f32, ndim=2),
+    shown: ti.types.ndarray(dtype=ti.f32, ndim=2),
+    tab: ti.types.ndarray(dtype=ti.f32, ndim=2),
+    loss: ti.types.ndarray(dtype=ti.f32, ndim=1),
+    n: ti.i32,
+    width: ti.i32,
+    height: ti.i32,
+    grid: ti.types.ndarray(dtype=ti.f32, ndim=1),
+    quant: ti.i32,
+):
+    """One launch for what every step needs first (launches cost ~0.1 ms of Python on a
+    GPU, more than these loops): the site table from params, or with ``quant`` from their
+    quantized round trip written to ``shown``; and the per-row loss zeroed."""
+    for i in range(n):
+        if quant:
+            _quant_site(params, shown, i, width, height, grid)
+            _table_site(shown, tab, i)
+        else:
+            _table_site(params, tab, i)
+    for r in range(loss.shape[0]):
+        loss[r] = 0.0
 
 
 @ti.func

@@ -189,7 +189,9 @@ _arch_option = click.option(
     "--arch",
     type=click.Choice(["auto", "cpu", "cuda"]),
     default="cpu",
+    envvar="SAD_ARCH",
     show_default=True,
+    show_envvar=True,
     help="Compute backend; auto uses CUDA when a usable GPU is present, else the CPU.",
 )
 _threads_option = click.option(

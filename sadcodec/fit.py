@@ -159,19 +159,26 @@ class Fitter:
         return t1
 
     # -- one optimisation step -------------------------------------------------------
-    def show(self, spec: quantize.QuantSpec | None) -> None:
+    def show(self, spec: quantize.QuantSpec | None):
         """Fill the per-site table from the params, or from their quantized round trip
-        (QAT, computed on the device: no host round trip per step)."""
-        if spec is None:
-            src = self.params
-        else:
-            if self._grid_spec is not spec:
-                self.grid.from_numpy(quant_grid(spec))
-                self._grid_spec = spec
-            kfit.quant_roundtrip(self.params, self.shown, self.n, self.w, self.h, self.grid)
-            src = self.shown
-        kfit.prepare(src, self.tab, self.n)
-        return src
+        (QAT, computed on the device: no host round trip per step); zero the loss rows.
+        Returns the params array the table came from."""
+        if spec is not None and self._grid_spec is not spec:
+            self.grid.from_numpy(quant_grid(spec))
+            self._grid_spec = spec
+        quant = spec is not None
+        kfit.prepare_step(
+            self.params,
+            self.shown,
+            self.tab,
+            self.loss,
+            self.n,
+            self.w,
+            self.h,
+            self.grid,
+            int(quant),
+        )
+        return self.shown if quant else self.params
 
     def step(self, lr_scale: float, spec: quantize.QuantSpec | None, refresh: bool) -> None:
         """One Adam iteration. Its loss (before the update) is read by ``last_loss``; it is
@@ -182,7 +189,6 @@ class Fitter:
             t0 = self._tick("prepare", t0)
             self.map.refresh(self.tab, self.n, self.s_inv, stencil=4, inject=self.cfg.inject)
             t0 = self._tick("topk", t0)
-        self.loss.fill(0)
         kfit.forward_backward(
             self.map.cur,
             self.tab,

@@ -13,8 +13,8 @@ def _box_blur(a: np.ndarray, r: int) -> np.ndarray:
         pad[axis] = (r + 1, r)
         c = np.cumsum(np.pad(out, pad, mode="edge"), axis=axis, dtype=np.float64)
         n = out.shape[axis]
-        hi = np.take(c, np.arange(2 * r + 1, 2 * r + 1 + n), axis=axis)
-        lo = np.take(c, np.arange(0, n), axis=axis)
+        hi = c[2 * r + 1 : 2 * r + 1 + n] if axis == 0 else c[:, 2 * r + 1 : 2 * r + 1 + n]
+        lo = c[:n] if axis == 0 else c[:, :n]
         out = ((hi - lo) / (2 * r + 1)).astype(np.float32)
     return out
 

@@ -18,7 +18,10 @@ from sadcodec.backend import init_backend
 def taichi_cpu() -> str:
     """Start Taichi once (CPU unless SAD_TEST_ARCH says otherwise); every test may then
     create ndarrays and run kernels."""
-    return init_backend(os.environ.get("SAD_TEST_ARCH", "cpu"))
+    arch = os.environ.get("SAD_TEST_ARCH", "cpu")
+    if arch != "cpu":
+        os.environ["SAD_ARCH"] = arch  # the in-process CLI tests use the same backend
+    return init_backend(arch)
 
 
 def random_scene(

@@ -464,7 +464,7 @@ def test_version_and_help(capsys, monkeypatch):
     assert code == 0
     for opt in ("--output", "--bpp", "--effort", "--iterations", "--seed", "--arch", "--quiet"):
         assert opt in out
-    assert "[default: 1.0]" in out and "[default: cpu]" in out and "auto|cpu|cuda" in out
+    assert "[default: 1.0]" in out and "SAD_ARCH; default: cpu]" in out and "auto|cpu|cuda" in out
     code, out, _ = run(["decode", "-h"], capsys, monkeypatch)
     assert code == 0 and all(o in out for o in ("--width", "--height", "--scale", "png"))
     code, out, _ = run(["info", "--help"], capsys, monkeypatch)

@@ -1,0 +1,101 @@
+"""Large photos: encode and decode time and peak memory (RSS) at 2, 8 and 24 megapixels.
+
+    python bench/scale.py --image samples/kodim23.png --mp 2,8,24 --bpp 1.0 --arch cpu \
+        --out bench/results/scale-cpu.md
+
+A bundled photo is upscaled (Pillow, Lanczos) to each size, so the timing is real though
+the content is not native detail. Each encode and decode runs as its own `sad` process
+(python -m sadcodec) so its peak RSS is its own (os.wait4); the in-process times are the
+ones `sad` prints, the process times include start-up. The bare `import taichi;
+ti.init()` process is timed in the same run, for the start-up ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image
+
+
+def run(cmd: list[str]) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS MiB, stderr) of one child process; raises if it fails."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    out, err = proc.stdout.read(), proc.stderr.read()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{cmd}: {err.strip()[-500:]}")
+    return wall, usage.ru_maxrss / 1024.0, out + err
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--image", type=Path, default=Path("samples/kodim23.png"))
+    ap.add_argument("--mp", default="2,8,24", help="comma list of megapixel sizes")
+    ap.add_argument("--bpp", type=float, default=1.0)
+    ap.add_argument("--arch", default="cpu")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--effort", type=int, default=None)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+
+    py = sys.executable
+    taichi_arch = "cuda" if args.arch == "cuda" else "cpu"
+    bare = f"import taichi as ti; ti.init(arch=ti.{taichi_arch}, log_level=ti.ERROR)"
+    bare_s = sorted(run([py, "-c", bare])[0] for _ in range(3))[1]
+    src = Image.open(args.image).convert("RGB")
+    extra = ["--arch", args.arch]
+    if args.threads:
+        extra += ["--threads", str(args.threads)]
+    enc_extra = extra + (["--effort", str(args.effort)] if args.effort else [])
+    cols = "| size | pixels | sites | bpp | PSNR | encode s (in-process) | encode process s | "
+    cols += "encode peak RSS MiB | decode s (in-process) | decode process s | "
+    cols += "decode peak RSS MiB |"
+    lines = [
+        f"{args.image.name} upscaled; --bpp {args.bpp}, --arch {args.arch}, threads "
+        f"{args.threads or 'all'}. Bare `ti.init` process: {bare_s:.2f} s (median of 3).",
+        "",
+        cols,
+        "|" + "---|" * (cols.count("|") - 1),
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        for mp in [float(v) for v in args.mp.split(",")]:
+            aspect = src.width / src.height
+            h = int(round((mp * 1e6 / aspect) ** 0.5))
+            w = int(round(h * aspect))
+            png = os.path.join(tmp, f"{mp:g}mp.png")
+            src.resize((w, h), Image.Resampling.LANCZOS).save(png)
+            sad = png[:-4] + ".sad"
+            cmd = [py, "-m", "sadcodec", "encode", png, "-o", sad, "--bpp", str(args.bpp)]
+            e_wall, e_rss, e_txt = run(cmd + enc_extra)
+            m = re.search(
+                r"(\d+) sites, (\d+) bytes, ([\d.]+) bpp, PSNR ([\d.]+) dB, "
+                r"encode ([\d.]+) s",
+                e_txt,
+            )
+            cmd = [py, "-m", "sadcodec", "decode", sad, "-o", png[:-4] + "-out.png"]
+            d_wall, d_rss, d_txt = run(cmd + extra)
+            d = re.search(r"decode ([\d.]+) s", d_txt)
+            lines.append(
+                f"| {mp:g} MP | {w}x{h} | {m.group(1)} | {m.group(3)} | {m.group(4)} | "
+                f"{m.group(5)} | {e_wall:.1f} | {e_rss:.0f} | {d.group(1)} | {d_wall:.2f} | "
+                f"{d_rss:.0f} |"
+            )
+            print(lines[-1], flush=True)
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
