@@ -20,12 +20,14 @@ import numpy as np
 
 # (label, build keyword arguments): the decoder's build and cheaper variants of it.
 VARIANTS = [
-    ("decoder: halving from S/2, 8-stencil, +2 step-1, inject 4", {}),
-    ("no injection", {"inject": 0}),
-    ("4-stencil", {"stencil": 4}),
-    ("halving from 64", {"first_step": 64}),
-    ("halving from 16", {"first_step": 16}),
+    ("decoder: halving from S/2, 8-stencil, +1 step-1, no injection", {}),
+    ("decoder before 2026-11-25: +2 step-1, inject 4", {"inject": 4, "extra_passes": 2}),
+    ("inject 4", {"inject": 4}),
     ("+0 extra step-1 passes", {"extra_passes": 0}),
+    ("+2 extra step-1 passes", {"extra_passes": 2}),
+    ("halving from 128", {"first_step": 128}),
+    ("halving from 64", {"first_step": 64}),
+    ("4-stencil", {"stencil": 4}),
 ]
 
 
