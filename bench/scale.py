@@ -5,8 +5,9 @@
 
 A bundled photo is upscaled (Pillow, Lanczos) to each size, so the timing is real though
 the content is not native detail. Each encode and decode runs as its own `sad` process
-(python -m sadcodec) so its peak RSS is its own (os.wait4); the in-process times are the
-ones `sad` prints, the process times include start-up. The bare `import taichi;
+(python -m sadcodec) so its peak RSS is its own (os.wait4); "sad timer" is the time `sad`
+prints (API call to result: backend start, kernel loading, the work), "process" the whole
+process (plus interpreter start-up and image reading and writing). The bare `import taichi;
 ti.init()` process is timed in the same run, for the start-up ratio.
 """
 
@@ -56,8 +57,8 @@ def main() -> None:
     if args.threads:
         extra += ["--threads", str(args.threads)]
     enc_extra = extra + (["--effort", str(args.effort)] if args.effort else [])
-    cols = "| size | pixels | sites | bpp | PSNR | encode s (in-process) | encode process s | "
-    cols += "encode peak RSS MiB | decode s (in-process) | decode process s | "
+    cols = "| size | pixels | sites | bpp | PSNR | encode s (sad timer) | encode process s | "
+    cols += "encode peak RSS MiB | decode s (sad timer) | decode process s | "
     cols += "decode peak RSS MiB |"
     lines = [
         f"{args.image.name} upscaled; --bpp {args.bpp}, --arch {args.arch}, threads "

@@ -4,7 +4,9 @@ Fits three Kodak images downscaled 2x at 1 bpp and prints the PSNR of the writte
 Each ';'-separated configuration overrides FitConfig fields (`iterations=1600`,
 `init_fraction=0.9`), learning rates (`lr_pos=0.3`) or quantization (`q_pos_frac_bits=3`):
 
-    python bench/sweep.py "base; lr_pos=0.3; lr_t=0.01,lr_a=0.03"
+    python bench/sweep.py "base; lr_pos=0.3; lr_t=0.01,lr_a=0.03" [BPP]
+
+BPP (default 1.0) is the target rate of every fit.
 """
 
 from __future__ import annotations
@@ -47,7 +49,14 @@ def run(label: str, overrides: dict, images: dict, bpp: float = 1.0) -> None:
             else:
                 setattr(cfg, key, value)
         writer = encoder.make_writer(w, h, c, cfg.k, spec)
-        res = fit_to_budget(img.astype(np.float32) / 255, int(bpp * w * h // 8), writer, spec, cfg)
+        res = fit_to_budget(
+            img.astype(np.float32) / 255,
+            int(bpp * w * h // 8),
+            writer,
+            spec,
+            cfg,
+            estimate=encoder.make_estimator(w, h, spec),
+        )
         scores.append(res.psnr)
     cells = " ".join(f"{s:6.2f}" for s in scores)
     print(f"{label:40s} {cells}  mean {np.mean(scores):6.2f}  {time.time() - t0:5.1f}s", flush=True)
@@ -56,6 +65,7 @@ def run(label: str, overrides: dict, images: dict, bpp: float = 1.0) -> None:
 def main() -> None:
     sadcodec.init_backend("cpu")
     images = {n: load(n) for n in NAMES}
+    bpp = float(sys.argv[2]) if len(sys.argv) > 2 else 1.0
     for label in sys.argv[1].split(";"):
         label = label.strip()
         overrides = {}
@@ -63,7 +73,7 @@ def main() -> None:
             if "=" in part:
                 key, value = part.split("=")
                 overrides[key.strip()] = ast.literal_eval(value.strip())
-        run(label, overrides, images)
+        run(label, overrides, images, bpp)
 
 
 if __name__ == "__main__":

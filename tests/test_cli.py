@@ -25,6 +25,13 @@ from sadcodec import cli
 from sadcodec.container import HEADER_SIZE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _pythonpath() -> str:
+    """The repository first, then whatever PYTHONPATH the suite itself runs with."""
+    return os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))
+
+
 W, H = 40, 32
 FAST = ["--iterations", "30"]
 SUMMARY = re.compile(
@@ -476,7 +483,7 @@ def test_version_and_help(capsys, monkeypatch):
 def test_python_m_and_info_without_taichi(encoded):
     """`python -m sadcodec info` works and never imports Taichi (checked with -X importtime)."""
     d, _, _, _ = encoded
-    env = {**os.environ, "PYTHONPATH": ROOT}
+    env = {**os.environ, "PYTHONPATH": _pythonpath()}
     res = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "sadcodec", "info", str(d / "out.sad")],
         capture_output=True,
@@ -534,7 +541,7 @@ def test_interrupted_encode_loses_nothing(tmp_path, sig, existing):
         [sys.executable, "-m", "sadcodec", *args],
         cwd=tmp_path,
         stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": ROOT},
+        env={**os.environ, "PYTHONPATH": _pythonpath()},
         # A runner started in the background may ignore SIGINT, and children inherit that.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
