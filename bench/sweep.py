@@ -4,9 +4,10 @@ Fits three Kodak images downscaled 2x at 1 bpp and prints the PSNR of the writte
 Each ';'-separated configuration overrides FitConfig fields (`iterations=1600`,
 `init_fraction=0.9`), learning rates (`lr_pos=0.3`) or quantization (`q_pos_frac_bits=3`):
 
-    python bench/sweep.py "base; lr_pos=0.3; lr_t=0.01,lr_a=0.03" [BPP]
+    python bench/sweep.py "base; lr_pos=0.3; lr_t=0.01,lr_a=0.03" [BPP] [full] [NAMES]
 
-BPP (default 1.0) is the target rate of every fit.
+BPP (default 1.0) is the target rate of every fit; "full" fits the images at full size;
+NAMES is a comma list of Kodak stems (default kodim05,kodim23,kodim13).
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ KODAK = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "kod
 NAMES = ("kodim05", "kodim23", "kodim13")
 
 
-def load(name: str) -> np.ndarray:
+def load(name: str, full: bool = False) -> np.ndarray:
     im = Image.open(KODAK / f"{name}.png")
+    if full:
+        return np.asarray(im.convert("RGB"))
     return np.asarray(im.resize((im.width // 2, im.height // 2), Image.LANCZOS))
 
 
@@ -64,8 +67,10 @@ def run(label: str, overrides: dict, images: dict, bpp: float = 1.0) -> None:
 
 def main() -> None:
     sadcodec.init_backend("cpu")
-    images = {n: load(n) for n in NAMES}
     bpp = float(sys.argv[2]) if len(sys.argv) > 2 else 1.0
+    full = len(sys.argv) > 3 and sys.argv[3] == "full"
+    names = sys.argv[4].split(",") if len(sys.argv) > 4 else NAMES
+    images = {n: load(n, full) for n in names}
     for label in sys.argv[1].split(";"):
         label = label.strip()
         overrides = {}
