@@ -15,6 +15,7 @@ import os
 import platform
 import shlex
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -205,3 +206,24 @@ def machine_facts(with_taichi: bool, extra: Iterable[str] = ()) -> list[str]:
 
 def fmt(x: str | float | None, nd: int) -> str:
     return "" if x in ("", None) else f"{float(x):.{nd}f}"
+
+
+def print_and_write(lines: list[str], out: Path | None) -> None:
+    """Print a benchmark's report and, given a path, write it there (atomically)."""
+    text = "\n".join(lines)
+    print(text)
+    if out:
+        atomic_write(Path(out), text + "\n")
+
+
+def run_process(cmd: list[str]) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS MiB, stdout + stderr) of one child process (os.wait4, so the
+    RSS is the child's own); raises if it fails."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    out, err = proc.stdout.read(), proc.stderr.read()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{cmd}: {err.strip()[-500:]}")
+    return wall, usage.ru_maxrss / 1024.0, out + err

@@ -10,11 +10,16 @@ writes it with --out.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.benchlib import print_and_write  # noqa: E402
 
 
 def main() -> None:
@@ -48,11 +53,7 @@ def main() -> None:
                 f"| {f.stem} | {its} | {sec:.1f} | {psnr:.2f} | {8 * len(data) / (w * h):.3f} |"
             )
             print(lines[-1], flush=True)
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    print_and_write(lines, args.out)
 
 
 if __name__ == "__main__":

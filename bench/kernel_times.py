@@ -11,11 +11,16 @@ markdown table with --out.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.benchlib import print_and_write  # noqa: E402
 
 
 def median_ms(fn, repeats: int) -> float:
@@ -95,11 +100,7 @@ def main() -> None:
     for name, fn in rows:
         lines.append(f"| {name} | {median_ms(fn, args.repeats):.1f} |")
         print(lines[-1], flush=True)
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    print_and_write(lines, args.out)
 
 
 if __name__ == "__main__":

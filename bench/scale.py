@@ -16,25 +16,15 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from PIL import Image
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-def run(cmd: list[str]) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS MiB, stderr) of one child process; raises if it fails."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    out, err = proc.stdout.read(), proc.stderr.read()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{cmd}: {err.strip()[-500:]}")
-    return wall, usage.ru_maxrss / 1024.0, out + err
+from bench.benchlib import print_and_write, run_process  # noqa: E402
 
 
 def main() -> None:
@@ -51,7 +41,7 @@ def main() -> None:
     py = sys.executable
     taichi_arch = "cuda" if args.arch == "cuda" else "cpu"
     bare = f"import taichi as ti; ti.init(arch=ti.{taichi_arch}, log_level=ti.ERROR)"
-    bare_s = sorted(run([py, "-c", bare])[0] for _ in range(3))[1]
+    bare_s = sorted(run_process([py, "-c", bare])[0] for _ in range(3))[1]
     src = Image.open(args.image).convert("RGB")
     extra = ["--arch", args.arch]
     if args.threads:
@@ -76,14 +66,14 @@ def main() -> None:
             src.resize((w, h), Image.Resampling.LANCZOS).save(png)
             sad = png[:-4] + ".sad"
             cmd = [py, "-m", "sadcodec", "encode", png, "-o", sad, "--bpp", str(args.bpp)]
-            e_wall, e_rss, e_txt = run(cmd + enc_extra)
+            e_wall, e_rss, e_txt = run_process(cmd + enc_extra)
             m = re.search(
                 r"(\d+) sites, (\d+) bytes, ([\d.]+) bpp, PSNR ([\d.]+) dB, "
                 r"encode ([\d.]+) s",
                 e_txt,
             )
             cmd = [py, "-m", "sadcodec", "decode", sad, "-o", png[:-4] + "-out.png"]
-            d_wall, d_rss, d_txt = run(cmd + extra)
+            d_wall, d_rss, d_txt = run_process(cmd + extra)
             d = re.search(r"decode ([\d.]+) s", d_txt)
             lines.append(
                 f"| {mp:g} MP | {w}x{h} | {m.group(1)} | {m.group(3)} | {m.group(4)} | "
@@ -91,11 +81,7 @@ def main() -> None:
                 f"{d_rss:.0f} |"
             )
             print(lines[-1], flush=True)
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    print_and_write(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -11,11 +11,16 @@ Prints a markdown table (per image: seconds per stage, iterations, PSNR, bpp) an
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.benchlib import print_and_write  # noqa: E402
 
 STAGES = ["init", "prepare", "topk", "forward_backward", "optimizer", "densify_prune", "rate_fit"]
 
@@ -73,11 +78,7 @@ def main() -> None:
         "|" + "---|" * len(cols),
     ]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    print_and_write(lines, args.out)
 
 
 if __name__ == "__main__":

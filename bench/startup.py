@@ -15,6 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.benchlib import print_and_write  # noqa: E402
+
 
 def wall(cmd: list[str]) -> float:
     t0 = time.perf_counter()
@@ -67,11 +71,7 @@ def main() -> None:
         "|---|---|---|",
     ]
     lines += [f"| {k} | {v:.2f} | {v / bare:.1f} |" for k, v in times.items()]
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    print_and_write(lines, args.out)
 
 
 if __name__ == "__main__":

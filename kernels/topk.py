@@ -7,7 +7,7 @@ by logit (best first). Pixel (X, Y) of the map is evaluated at the fitted-image 
 
 import taichi as ti
 
-from .common import NEG_INF, random_index, site_logit
+from .common import NEG_INF, Q_EPS, random_index, site_logit
 
 
 @ti.func
@@ -178,3 +178,161 @@ def remap(
         c = topk[y, x, k]
         if c >= 0:
             topk[y, x, k] = new_index[c]
+
+
+# --- Exact build by tile culling (the decoder's CPU build) -------------------------------
+# For a tile of the map, every site's logit over the tile is bracketed by the least and
+# greatest value of its metric over the tile's span of pixel centres. The K-th largest
+# lower bound is a threshold that K sites beat at every pixel of the tile, so a site whose
+# upper bound is below it is in no pixel's top-K there. Tiles are refined level by level
+# (each level tests only its parent tile's survivors), then each pixel scores its tile's
+# list, in increasing site order like the brute force, so ties resolve the same way.
+BOUND_SLACK = 1e-5  # relative: float rounding of a logit is ~1e-7 of its size
+
+
+@ti.func
+def _edge_min(a: ti.f32, b: ti.f32, c: ti.f32, u: ti.f32, v0: ti.f32, v1: ti.f32) -> ti.f32:
+    """min over v in [v0, v1] of a u^2 + 2 b u v + c v^2 (c > 0)."""
+    v = ti.min(ti.max(-b * u / c, v0), v1)
+    return a * u * u + 2.0 * b * u * v + c * v * v
+
+
+@ti.func
+def _quad(a: ti.f32, b: ti.f32, c: ti.f32, u: ti.f32, v: ti.f32) -> ti.f32:
+    return a * u * u + 2.0 * b * u * v + c * v * v
+
+
+@ti.func
+def _logit_bounds(
+    tab: ti.template(), i: ti.i32, x0: ti.f32, x1: ti.f32, y0: ti.f32, y1: ti.f32, s_inv: ti.f32
+):
+    """(lower, upper) bound of site i's logit over the points [x0, x1] x [y0, y1].
+
+    The metric q(d) = d^T G d is convex: its maximum over the rectangle is at a corner,
+    its minimum is 0 if the site is inside, else on one of the four edges (a clamped 1-D
+    quadratic each). The slack covers float rounding of these against site_logit's."""
+    cs = tab[i, 2]
+    sn = tab[i, 3]
+    ea = tab[i, 4]
+    eb = tab[i, 5]
+    qa = ea * cs * cs + eb * sn * sn
+    qc = ea * sn * sn + eb * cs * cs
+    qb = (ea - eb) * cs * sn
+    u0 = x0 - tab[i, 0]
+    u1 = x1 - tab[i, 0]
+    v0 = y0 - tab[i, 1]
+    v1 = y1 - tab[i, 1]
+    qmax = ti.max(
+        ti.max(_quad(qa, qb, qc, u0, v0), _quad(qa, qb, qc, u0, v1)),
+        ti.max(_quad(qa, qb, qc, u1, v0), _quad(qa, qb, qc, u1, v1)),
+    )
+    qmin = 0.0
+    if not (u0 <= 0.0 <= u1 and v0 <= 0.0 <= v1):
+        qmin = ti.min(
+            ti.min(_edge_min(qa, qb, qc, u0, v0, v1), _edge_min(qa, qb, qc, u1, v0, v1)),
+            ti.min(_edge_min(qc, qb, qa, v0, u0, u1), _edge_min(qc, qb, qa, v1, u0, u1)),
+        )
+    near = ti.sqrt(ti.max(qmin, 0.0) + Q_EPS)
+    far = ti.sqrt(qmax + Q_EPS)
+    r = tab[i, 6]
+    scale = tab[i, 7] * s_inv
+    ub = -scale * (near - r)
+    lb = -scale * (far - r)
+    slack = BOUND_SLACK * scale * (far + ti.abs(r) + 1.0)
+    return lb - slack, ub + slack
+
+
+@ti.func
+def _tile_rect(tx: ti.i32, ty: ti.i32, size: ti.i32, w: ti.i32, h: ti.i32, sx: ti.f32, sy: ti.f32):
+    """The span of pixel centres of a tile, in fitted-image coordinates."""
+    x0 = (ti.cast(tx * size, ti.f32) + 0.5) * sx
+    x1 = (ti.cast(ti.min(tx * size + size, w) - 1, ti.f32) + 0.5) * sx
+    y0 = (ti.cast(ty * size, ti.f32) + 0.5) * sy
+    y1 = (ti.cast(ti.min(ty * size + size, h) - 1, ti.f32) + 0.5) * sy
+    return x0, x1, y0, y1
+
+
+@ti.kernel
+def tile_cull(
+    parent_list: ti.types.ndarray(dtype=ti.i32, ndim=1),
+    parent_off: ti.types.ndarray(dtype=ti.i64, ndim=1),
+    parent_cnt: ti.types.ndarray(dtype=ti.i32, ndim=1),
+    thr: ti.types.ndarray(dtype=ti.f32, ndim=1),
+    cnt: ti.types.ndarray(dtype=ti.i32, ndim=1),
+    off: ti.types.ndarray(dtype=ti.i64, ndim=1),
+    out: ti.types.ndarray(dtype=ti.i32, ndim=1),
+    tab: ti.types.ndarray(dtype=ti.f32, ndim=2),
+    cols: ti.i32,
+    rows: ti.i32,
+    size: ti.i32,
+    ratio: ti.i32,
+    parent_cols: ti.i32,
+    w: ti.i32,
+    h: ti.i32,
+    sx: ti.f32,
+    sy: ti.f32,
+    s_inv: ti.f32,
+    fill: ti.i32,
+    K: ti.template(),
+):
+    """One culling level, in two launches. fill = 0: per tile, the K-th largest lower
+    bound among its parent's sites (thr) and how many of them reach it (cnt). fill = 1:
+    write those sites, in the parent's order, from out[off[tile]] on."""
+    for t in range(cols * rows):
+        tx = t % cols
+        ty = t // cols
+        x0, x1, y0, y1 = _tile_rect(tx, ty, size, w, h, sx, sy)
+        p = (ty // ratio) * parent_cols + tx // ratio
+        first = parent_off[p]
+        if fill == 0:
+            best = ti.Vector([NEG_INF] * K, dt=ti.f32)
+            for j in range(parent_cnt[p]):
+                lb, _ = _logit_bounds(tab, parent_list[first + j], x0, x1, y0, y1, s_inv)
+                if lb > best[K - 1]:
+                    best[K - 1] = lb
+                    for k in ti.static(range(K - 1, 0, -1)):
+                        if best[k] > best[k - 1]:
+                            tmp = best[k]
+                            best[k] = best[k - 1]
+                            best[k - 1] = tmp
+            thr[t] = best[K - 1]
+        m = off[t]
+        for j in range(parent_cnt[p]):
+            c = parent_list[first + j]
+            _, ub = _logit_bounds(tab, c, x0, x1, y0, y1, s_inv)
+            if ub >= thr[t]:
+                if fill != 0:
+                    out[m] = c
+                m += 1
+        if fill == 0:
+            cnt[t] = ti.cast(m - off[t], ti.i32)
+
+
+@ti.kernel
+def tile_topk(
+    dst: ti.types.ndarray(dtype=ti.i32, ndim=3),
+    lst: ti.types.ndarray(dtype=ti.i32, ndim=1),
+    off: ti.types.ndarray(dtype=ti.i64, ndim=1),
+    cnt: ti.types.ndarray(dtype=ti.i32, ndim=1),
+    tab: ti.types.ndarray(dtype=ti.f32, ndim=2),
+    size: ti.i32,
+    cols: ti.i32,
+    sx: ti.f32,
+    sy: ti.f32,
+    s_inv: ti.f32,
+    K: ti.template(),
+):
+    """Each pixel's exact top-K among its tile's surviving sites."""
+    h = dst.shape[0]
+    w = dst.shape[1]
+    for y, x in ti.ndrange(h, w):
+        px = (ti.cast(x, ti.f32) + 0.5) * sx
+        py = (ti.cast(y, ti.f32) + 0.5) * sy
+        t = (y // size) * cols + x // size
+        ids = ti.Vector([-1] * K, dt=ti.i32)
+        sc = ti.Vector([NEG_INF] * K, dt=ti.f32)
+        for j in range(cnt[t]):
+            c = lst[off[t] + j]
+            _insert(ids, sc, c, site_logit(tab, c, px, py, s_inv))
+        for k in ti.static(range(K)):
+            dst[y, x, k] = ids[k]

@@ -9,6 +9,33 @@ import taichi as ti
 
 from kernels import topk as k_topk
 
+# Tile sides of the culling levels, coarse to fine: the first level tests every site
+# against few tiles, the last leaves each pixel a short list.
+TILE_SIZES = (128, 32, 8)
+# A crafted file could make every tile keep every site: a level may keep at most this
+# many entries per map pixel (Kodak files keep ~0.6 at 8x8 tiles) before the build falls
+# back to jump flooding, so its lists never outgrow the map itself.
+MAX_TILE_ENTRIES_PER_PIXEL = 2
+
+
+def _i64_array(values: np.ndarray):
+    arr = ti.ndarray(ti.i64, shape=(len(values),))
+    arr.from_numpy(np.ascontiguousarray(values, dtype=np.int64))
+    return arr
+
+
+def _i32_array(values: np.ndarray):
+    arr = ti.ndarray(ti.i32, shape=(len(values),))
+    arr.from_numpy(np.ascontiguousarray(values, dtype=np.int32))
+    return arr
+
+
+def _tile_areas(w: int, h: int, size: int) -> np.ndarray:
+    """Pixels in each tile of side size, row-major like the kernels' tile index."""
+    cw = np.minimum(np.arange(0, w, size) + size, w) - np.arange(0, w, size)
+    ch = np.minimum(np.arange(0, h, size) + size, h) - np.arange(0, h, size)
+    return (ch[:, None] * cw[None, :]).ravel().astype(np.float64)
+
 
 class TopKMap:
     """A double-buffered (H, W, K) map of site indices, best logit first.
@@ -24,9 +51,16 @@ class TopKMap:
         self.height, self.width, self.k = int(height), int(width), int(k)
         self.sx, self.sy = float(sx), float(sy)
         self.cur = ti.ndarray(ti.i32, shape=(self.height, self.width, self.k))
-        self.nxt = ti.ndarray(ti.i32, shape=(self.height, self.width, self.k))
+        self._nxt = None  # the second buffer, allocated by the first jump-flooding pass
+
         self.seed = int(seed) & 0xFFFFFFFF
         self.passes = 0
+
+    @property
+    def nxt(self):
+        if self._nxt is None:
+            self._nxt = ti.ndarray(ti.i32, shape=(self.height, self.width, self.k))
+        return self._nxt
 
     def _pass(self, tab, n: int, s_inv: float, step: int, stencil: int, inject: int) -> None:
         pass_seed = (self.seed * 0x9E3779B1 + self.passes * 0x85EBCA77 + 1) & 0xFFFFFFFF
@@ -44,7 +78,7 @@ class TopKMap:
             stencil,
             self.k,
         )
-        self.cur, self.nxt = self.nxt, self.cur
+        self.cur, self._nxt = self.nxt, self.cur
         self.passes += 1
 
     def build(
@@ -72,6 +106,45 @@ class TopKMap:
             step //= 2
         for _ in range(extra_passes):
             self._pass(tab, n, s_inv, 1, stencil, inject)
+
+    def build_tiled(self, tab, n: int, s_inv: float, sizes=TILE_SIZES) -> bool:
+        """Build the exact top-K by culling sites tile by tile (kernels/topk.py explains
+        the bounds); the decoder's build on the CPU. Returns False, leaving the map
+        untouched, when culling fails (sites whose bounds overlap everywhere, as in a
+        crafted file) and scoring the survivors would cost more than jump flooding."""
+        w, h = self.width, self.height
+        lst = ti.ndarray(ti.i32, shape=(max(n, 1),))
+        lst.from_numpy(np.arange(max(n, 1), dtype=np.int32))
+        off = _i64_array(np.zeros(1, np.int64))
+        cnt = _i32_array(np.array([n], np.int32))
+        parent_size, parent_cols = 1 << 30, 1
+        for size in sizes:
+            cols, rows = -(-w // size), -(-h // size)
+            thr = ti.ndarray(ti.f32, shape=(cols * rows,))
+            new_cnt = ti.ndarray(ti.i32, shape=(cols * rows,))
+            new_off = _i64_array(np.zeros(cols * rows, np.int64))
+            ratio = max(parent_size // size, 1)
+            geom = (cols, rows, size, ratio, parent_cols, w, h, self.sx, self.sy, s_inv)
+            # Count (out is not written), then fill at the exclusive prefix sums.
+            k_topk.tile_cull(lst, off, cnt, thr, new_cnt, new_off, lst, tab, *geom, 0, self.k)
+            counts = new_cnt.to_numpy().astype(np.int64)
+            total = int(counts.sum())
+            if total > max(MAX_TILE_ENTRIES_PER_PIXEL * w * h, n):
+                return False
+            new_off.from_numpy(np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64))
+            new_lst = ti.ndarray(ti.i32, shape=(max(total, 1),))
+            k_topk.tile_cull(lst, off, cnt, thr, new_cnt, new_off, new_lst, tab, *geom, 1, self.k)
+            lst, off, cnt = new_lst, new_off, new_cnt
+            parent_size, parent_cols = size, cols
+        # Scoring cost against jump flooding's (9 cells x K candidates per pass).
+        area = _tile_areas(w, h, parent_size)
+        passes = math.ceil(math.log2(max(w, h, 2))) + 1
+        if float((counts * area).sum()) > 9.0 * self.k * passes * w * h:
+            return False
+        k_topk.tile_topk(
+            self.cur, lst, off, cnt, tab, parent_size, parent_cols, self.sx, self.sy, s_inv, self.k
+        )
+        return True
 
     def exact(self, tab, n: int, s_inv: float) -> None:
         """The brute-force top-K (all sites scored at every pixel): a reference only."""

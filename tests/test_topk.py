@@ -198,3 +198,47 @@ def test_exact_kernel_is_the_brute_force_top_k(params):
     assert m["order"] == 0
     assert m["recall"] == 1.0
     assert m["top1"] == 1.0
+
+
+@pytest.mark.parametrize("sizes", [(256, 64, 16), (32, 8, 4), (16,)], ids=str)
+@pytest.mark.parametrize("scale", [1.0, 2.0, 0.5])
+def test_tiled_build_is_the_brute_force_top_k(params, sizes, scale):
+    """The decoder's tile-culling build returns exactly the brute-force map, at the fitted
+    resolution, at half size and at twice the size, whatever the tile levels."""
+    _, tab = upload(params)
+    h, w = round(H / scale), round(W / scale)
+    ref = TopKMap(h, w, K, sx=scale, sy=scale)
+    ref.exact(tab, N, 1.0 / S)
+    tk = TopKMap(h, w, K, sx=scale, sy=scale)
+    assert tk.build_tiled(tab, N, 1.0 / S, sizes=sizes)
+    assert np.array_equal(tk.to_numpy(), ref.to_numpy())
+
+
+def test_tiled_build_with_fewer_sites_than_k(params):
+    _, tab = upload(params[:5])
+    ref = TopKMap(H, W, K)
+    ref.exact(tab, 5, 1.0 / S)
+    tk = TopKMap(H, W, K)
+    assert tk.build_tiled(tab, 5, 1.0 / S, sizes=(32, 8))
+    assert np.array_equal(tk.to_numpy(), ref.to_numpy())
+    assert (tk.to_numpy()[..., 5:] == -1).all()
+
+
+def test_tiled_build_culls(params, monkeypatch):
+    """The bounds must actually cull, and a build whose lists outgrow their cap declines
+    and leaves the map as it was (the decoder then uses jump flooding). Scaled 8x (a
+    512x384 map of the scene), 8x8 tiles must keep under half of the sites; this scene's
+    soft, low-temperature sites reach far, fitted Kodak files keep ~0.5%."""
+    import sadcodec.topk as topk_mod
+
+    _, tab = upload(params)
+    h, w = 8 * H, 8 * W
+    tiles = (w // 8) * (h // 8)
+    monkeypatch.setattr(topk_mod, "MAX_TILE_ENTRIES_PER_PIXEL", tiles * N / 2 / (w * h))
+    tk = TopKMap(h, w, K, sx=0.125, sy=0.125)
+    assert tk.build_tiled(tab, N, 1.0 / S, sizes=(64, 8))
+    monkeypatch.setattr(topk_mod, "MAX_TILE_ENTRIES_PER_PIXEL", tiles * K / 2 / (w * h))
+    tk2 = TopKMap(h, w, K, sx=0.125, sy=0.125)
+    topk_mod.k_topk.clear(tk2.cur)
+    assert not tk2.build_tiled(tab, N, 1.0 / S, sizes=(64, 8))
+    assert (tk2.to_numpy() == -1).all()
