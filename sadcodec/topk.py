@@ -9,9 +9,11 @@ import taichi as ti
 
 from kernels import topk as k_topk
 
-# Tile sides of the culling levels, coarse to fine: the first level tests every site
-# against few tiles, the last leaves each pixel a short list.
-TILE_SIZES = (128, 32, 8)
+# The culling levels: tiles of 8 pixels, then 4x coarser levels up to one with at most
+# ROOT_TILES tiles. The root level tests every site against each of its tiles, so it
+# must stay small as images grow; the last level leaves each pixel a short list.
+FINEST_TILE = 8
+ROOT_TILES = 16
 # A crafted file could make every tile keep every site: a level may keep at most this
 # many entries per map pixel (Kodak files keep ~0.6 at 8x8 tiles) before the build falls
 # back to jump flooding, so its lists never outgrow the map itself.
@@ -28,6 +30,14 @@ def _i32_array(values: np.ndarray):
     arr = ti.ndarray(ti.i32, shape=(len(values),))
     arr.from_numpy(np.ascontiguousarray(values, dtype=np.int32))
     return arr
+
+
+def tile_levels(w: int, h: int) -> tuple[int, ...]:
+    """Tile sides of the culling levels, coarse to fine (Kodak: 512, 128, 32, 8)."""
+    sizes = [FINEST_TILE]
+    while -(-w // sizes[-1]) * -(-h // sizes[-1]) > ROOT_TILES:
+        sizes.append(sizes[-1] * 4)
+    return tuple(reversed(sizes))
 
 
 def _tile_areas(w: int, h: int, size: int) -> np.ndarray:
@@ -107,12 +117,13 @@ class TopKMap:
         for _ in range(extra_passes):
             self._pass(tab, n, s_inv, 1, stencil, inject)
 
-    def build_tiled(self, tab, n: int, s_inv: float, sizes=TILE_SIZES) -> bool:
+    def build_tiled(self, tab, n: int, s_inv: float, sizes=None) -> bool:
         """Build the exact top-K by culling sites tile by tile (kernels/topk.py explains
         the bounds); the decoder's build on the CPU. Returns False, leaving the map
         untouched, when culling fails (sites whose bounds overlap everywhere, as in a
         crafted file) and scoring the survivors would cost more than jump flooding."""
         w, h = self.width, self.height
+        sizes = tile_levels(w, h) if sizes is None else sizes
         lst = ti.ndarray(ti.i32, shape=(max(n, 1),))
         lst.from_numpy(np.arange(max(n, 1), dtype=np.int32))
         off = _i64_array(np.zeros(1, np.int64))

@@ -242,3 +242,15 @@ def test_tiled_build_culls(params, monkeypatch):
     topk_mod.k_topk.clear(tk2.cur)
     assert not tk2.build_tiled(tab, N, 1.0 / S, sizes=(64, 8))
     assert (tk2.to_numpy() == -1).all()
+
+
+def test_tile_levels_keep_the_root_level_small():
+    from sadcodec.topk import ROOT_TILES, tile_levels
+
+    assert tile_levels(768, 512) == (512, 128, 32, 8)
+    assert tile_levels(8, 8) == (8,)
+    for w, h in [(6000, 4000), (65535, 4096), (1, 30000)]:
+        sizes = tile_levels(w, h)
+        assert sizes[-1] == 8
+        assert all(a == 4 * b for a, b in zip(sizes, sizes[1:], strict=False))
+        assert -(-w // sizes[0]) * -(-h // sizes[0]) <= ROOT_TILES
