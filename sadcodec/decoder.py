@@ -93,7 +93,7 @@ def render_params(
     kfit.prepare(p, tab, n)
     s_inv = 1.0 / max(src_w, src_h)
     topk = TopKMap(out_h, out_w, k, sx=src_w / out_w, sy=src_h / out_h, seed=seed)
-    # The CPU scores each pixel's exact top-K from tile-culled lists (about 10x faster
+    # The CPU scores each pixel's exact top-K from tile-culled lists (about 5x faster
     # than jump flooding on Kodak files); CUDA keeps jump flooding (7 ms on an H100), the
     # tiled build being unmeasured there.
     if current_arch() == "cuda" or not topk.build_tiled(tab, n, s_inv):
