@@ -50,6 +50,25 @@ def _insert(ids: ti.template(), sc: ti.template(), cand: ti.i32, s: ti.f32):
                 sc[k - 1] = s_tmp
 
 
+@ti.func
+def _insert_ranked(ids: ti.template(), sc: ti.template(), cand: ti.i32, s: ti.f32):
+    """_insert under the total order (score descending, index ascending): the same list
+    whatever order the candidates come in. Scanning indices in ascending order with
+    _insert gives this order too, so both agree with the brute force."""
+    n = ti.static(ids.n)
+    if s > sc[n - 1] or (s == sc[n - 1] and cand < ids[n - 1]):
+        ids[n - 1] = cand
+        sc[n - 1] = s
+        for k in ti.static(range(n - 1, 0, -1)):
+            if sc[k] > sc[k - 1] or (sc[k] == sc[k - 1] and ids[k] < ids[k - 1]):
+                i_tmp = ids[k]
+                ids[k] = ids[k - 1]
+                ids[k - 1] = i_tmp
+                s_tmp = sc[k]
+                sc[k] = sc[k - 1]
+                sc[k - 1] = s_tmp
+
+
 @ti.kernel
 def clear(topk: ti.types.ndarray(dtype=ti.i32, ndim=3)):
     for y, x, k in topk:
@@ -261,6 +280,7 @@ def tile_cull(
     cnt: ti.types.ndarray(dtype=ti.i32, ndim=1),
     off: ti.types.ndarray(dtype=ti.i64, ndim=1),
     out: ti.types.ndarray(dtype=ti.i32, ndim=1),
+    out_ub: ti.types.ndarray(dtype=ti.f32, ndim=1),
     tab: ti.types.ndarray(dtype=ti.f32, ndim=2),
     cols: ti.i32,
     rows: ti.i32,
@@ -273,11 +293,14 @@ def tile_cull(
     sy: ti.f32,
     s_inv: ti.f32,
     fill: ti.i32,
+    ranked: ti.i32,
     K: ti.template(),
 ):
     """One culling level, in two launches. fill = 0: per tile, the K-th largest lower
     bound among its parent's sites (thr) and how many of them reach it (cnt). fill = 1:
-    write those sites, in the parent's order, from out[off[tile]] on."""
+    write those sites, in the parent's order, from out[off[tile]] on; with ranked = 1
+    (the last level) also their upper bounds into out_ub, both sorted by it, best first,
+    so that tile_topk can stop at the first site that cannot make a pixel's list."""
     for t in range(cols * rows):
         tx = t % cols
         ty = t // cols
@@ -302,7 +325,17 @@ def tile_cull(
             _, ub = _logit_bounds(tab, c, x0, x1, y0, y1, s_inv)
             if ub >= thr[t]:
                 if fill != 0:
-                    out[m] = c
+                    q = m
+                    if ranked != 0:
+                        # Insertion sort by bound as the list grows (tiles hold ~40).
+                        while q > off[t]:
+                            if out_ub[q - 1] >= ub:
+                                break
+                            out[q] = out[q - 1]
+                            out_ub[q] = out_ub[q - 1]
+                            q -= 1
+                        out_ub[q] = ub
+                    out[q] = c
                 m += 1
         if fill == 0:
             cnt[t] = ti.cast(m - off[t], ti.i32)
@@ -312,6 +345,7 @@ def tile_cull(
 def tile_topk(
     dst: ti.types.ndarray(dtype=ti.i32, ndim=3),
     lst: ti.types.ndarray(dtype=ti.i32, ndim=1),
+    ub: ti.types.ndarray(dtype=ti.f32, ndim=1),
     off: ti.types.ndarray(dtype=ti.i64, ndim=1),
     cnt: ti.types.ndarray(dtype=ti.i32, ndim=1),
     tab: ti.types.ndarray(dtype=ti.f32, ndim=2),
@@ -322,7 +356,10 @@ def tile_topk(
     s_inv: ti.f32,
     K: ti.template(),
 ):
-    """Each pixel's exact top-K among its tile's surviving sites."""
+    """Each pixel's exact top-K among its tile's surviving sites, given best bound first:
+    once a site's upper bound is below the pixel's K-th score, no later site can enter.
+    Ties are broken by index (_insert_ranked), so the result does not depend on the
+    order the sites come in and equals the brute force's."""
     h = dst.shape[0]
     w = dst.shape[1]
     for y, x in ti.ndrange(h, w):
@@ -332,7 +369,10 @@ def tile_topk(
         ids = ti.Vector([-1] * K, dt=ti.i32)
         sc = ti.Vector([NEG_INF] * K, dt=ti.f32)
         for j in range(cnt[t]):
-            c = lst[off[t] + j]
-            _insert(ids, sc, c, site_logit(tab, c, px, py, s_inv))
+            e = off[t] + j
+            if ub[e] < sc[K - 1]:
+                break
+            c = lst[e]
+            _insert_ranked(ids, sc, c, site_logit(tab, c, px, py, s_inv))
         for k in ti.static(range(K)):
             dst[y, x, k] = ids[k]

@@ -129,22 +129,30 @@ class TopKMap:
         off = _i64_array(np.zeros(1, np.int64))
         cnt = _i32_array(np.array([n], np.int32))
         parent_size, parent_cols = 1 << 30, 1
-        for size in sizes:
+        dummy_ub = ti.ndarray(ti.f32, shape=(1,))
+        for level, size in enumerate(sizes):
+            last = level == len(sizes) - 1
             cols, rows = -(-w // size), -(-h // size)
             thr = ti.ndarray(ti.f32, shape=(cols * rows,))
             new_cnt = ti.ndarray(ti.i32, shape=(cols * rows,))
             new_off = _i64_array(np.zeros(cols * rows, np.int64))
             ratio = max(parent_size // size, 1)
             geom = (cols, rows, size, ratio, parent_cols, w, h, self.sx, self.sy, s_inv)
-            # Count (out is not written), then fill at the exclusive prefix sums.
-            k_topk.tile_cull(lst, off, cnt, thr, new_cnt, new_off, lst, tab, *geom, 0, self.k)
+            # Count (out is not written), then fill at the exclusive prefix sums; the last
+            # level keeps each site's bound too, sorted, for tile_topk's early stop.
+            k_topk.tile_cull(
+                lst, off, cnt, thr, new_cnt, new_off, lst, dummy_ub, tab, *geom, 0, 0, self.k
+            )
             counts = new_cnt.to_numpy().astype(np.int64)
             total = int(counts.sum())
             if total > max(MAX_TILE_ENTRIES_PER_PIXEL * w * h, n):
                 return False
             new_off.from_numpy(np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64))
             new_lst = ti.ndarray(ti.i32, shape=(max(total, 1),))
-            k_topk.tile_cull(lst, off, cnt, thr, new_cnt, new_off, new_lst, tab, *geom, 1, self.k)
+            ub = ti.ndarray(ti.f32, shape=(max(total, 1),)) if last else dummy_ub
+            k_topk.tile_cull(
+                lst, off, cnt, thr, new_cnt, new_off, new_lst, ub, tab, *geom, 1, int(last), self.k
+            )
             lst, off, cnt = new_lst, new_off, new_cnt
             parent_size, parent_cols = size, cols
         # Scoring cost against jump flooding's (9 cells x K candidates per pass).
@@ -153,7 +161,18 @@ class TopKMap:
         if float((counts * area).sum()) > 9.0 * self.k * passes * w * h:
             return False
         k_topk.tile_topk(
-            self.cur, lst, off, cnt, tab, parent_size, parent_cols, self.sx, self.sy, s_inv, self.k
+            self.cur,
+            lst,
+            ub,
+            off,
+            cnt,
+            tab,
+            parent_size,
+            parent_cols,
+            self.sx,
+            self.sy,
+            s_inv,
+            self.k,
         )
         return True
 

@@ -214,6 +214,23 @@ def test_tiled_build_is_the_brute_force_top_k(params, sizes, scale):
     assert np.array_equal(tk.to_numpy(), ref.to_numpy())
 
 
+def test_tiled_build_breaks_ties_like_the_brute_force(params):
+    """Each site three times over, so every pixel's list has exact ties at its K-th
+    slot (and equal bounds, the early stop's edge case): the tiled build scores sites
+    best bound first, not by index, yet must keep the lowest indices, as the brute
+    force does."""
+    dup = np.concatenate([params[:40]] * 3)
+    n = len(dup)
+    _, tab = upload(dup)
+    ref = TopKMap(H, W, K)
+    ref.exact(tab, n, 1.0 / S)
+    tk = TopKMap(H, W, K)
+    assert tk.build_tiled(tab, n, 1.0 / S, sizes=(32, 8))
+    assert np.array_equal(tk.to_numpy(), ref.to_numpy())
+    # K = 8 out of triples: the 8th slot always splits a triple, so ties were decided.
+    assert (tk.to_numpy()[..., K - 1] >= 40).any()
+
+
 def test_tiled_build_with_fewer_sites_than_k(params):
     _, tab = upload(params[:5])
     ref = TopKMap(H, W, K)
