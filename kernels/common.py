@@ -90,3 +90,29 @@ def blend(
                 for ch in ti.static(range(C)):
                     col[ch] += wt[k] * params[c, GEOM_PARAMS + ch]
     return lg, wt, col, tot
+
+
+@ti.func
+def blend_scored(ids: ti.template(), lg: ti.template(), params: ti.template(), C: ti.template()):
+    """The blended colour of sites already scored (ids, logits; -1 marks an empty slot):
+    blend's arithmetic, in the same order, so both render the same bytes."""
+    K = ti.static(ids.n)
+    wt = ti.Vector([0.0] * K, dt=ti.f32)
+    col = ti.Vector([0.0] * C, dt=ti.f32)
+    mx = NEG_INF
+    for k in ti.static(range(K)):
+        if ids[k] >= 0:
+            mx = ti.max(mx, lg[k])
+    tot = 0.0
+    for k in ti.static(range(K)):
+        if ids[k] >= 0:
+            wt[k] = ti.exp(lg[k] - mx)
+            tot += wt[k]
+    if tot > 0:
+        wt /= tot
+        for k in ti.static(range(K)):
+            c = ids[k]
+            if c >= 0:
+                for ch in ti.static(range(C)):
+                    col[ch] += wt[k] * params[c, GEOM_PARAMS + ch]
+    return col

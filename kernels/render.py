@@ -2,7 +2,8 @@
 
 import taichi as ti
 
-from .common import blend
+from .common import blend, blend_scored
+from .topk import tile_pixel_topk
 
 
 @ti.kernel
@@ -24,6 +25,41 @@ def render(
         px = (ti.cast(x, ti.f32) + 0.5) * sx
         py = (ti.cast(y, ti.f32) + 0.5) * sy
         _, _, col, _ = blend(topk, tab, params, y, x, px, py, s_inv, K, C)
-        for ch in ti.static(range(C)):
-            v = ti.min(ti.max(col[ch], 0.0), 1.0)
-            out[y, x, ch] = ti.cast(ti.floor(v * 255.0 + 0.5), ti.u8)
+        _store(out, y, x, col, C)
+
+
+@ti.func
+def _store(out: ti.template(), y: ti.i32, x: ti.i32, col: ti.template(), C: ti.template()):
+    for ch in ti.static(range(C)):
+        v = ti.min(ti.max(col[ch], 0.0), 1.0)
+        out[y, x, ch] = ti.cast(ti.floor(v * 255.0 + 0.5), ti.u8)
+
+
+@ti.kernel
+def render_tiled(
+    out: ti.types.ndarray(dtype=ti.u8, ndim=3),
+    lst: ti.types.ndarray(dtype=ti.i32, ndim=1),
+    ub: ti.types.ndarray(dtype=ti.f32, ndim=1),
+    off: ti.types.ndarray(dtype=ti.i64, ndim=1),
+    cnt: ti.types.ndarray(dtype=ti.i32, ndim=1),
+    tab: ti.types.ndarray(dtype=ti.f32, ndim=2),
+    params: ti.types.ndarray(dtype=ti.f32, ndim=2),
+    size: ti.i32,
+    cols: ti.i32,
+    sx: ti.f32,
+    sy: ti.f32,
+    s_inv: ti.f32,
+    K: ti.template(),
+    C: ti.template(),
+):
+    """render() of the exact top-K straight from culled tile lists (topk.cull_tiles): each
+    pixel finds its K sites and blends the scores it found them with, so no (H, W, K) map
+    is stored (a third of a 24 MP decode's memory) or read back."""
+    h = out.shape[0]
+    w = out.shape[1]
+    for y, x in ti.ndrange(h, w):
+        px = (ti.cast(x, ti.f32) + 0.5) * sx
+        py = (ti.cast(y, ti.f32) + 0.5) * sy
+        t = (y // size) * cols + x // size
+        ids, sc = tile_pixel_topk(lst, ub, off, cnt, tab, t, px, py, s_inv, K)
+        _store(out, y, x, blend_scored(ids, sc, params, C), C)

@@ -294,14 +294,22 @@ def tile_cull(
     s_inv: ti.f32,
     fill: ti.i32,
     ranked: ti.i32,
+    pad: ti.i32,
     K: ti.template(),
 ):
     """One culling level, in two launches. fill = 0: per tile, the K-th largest lower
     bound among its parent's sites (thr) and how many of them reach it (cnt). fill = 1:
     write those sites, in the parent's order, from out[off[tile]] on; with ranked = 1
     (the last level) also their upper bounds into out_ub, both sorted by it, best first,
-    so that tile_topk can stop at the first site that cannot make a pixel's list."""
-    for t in range(cols * rows):
+    so that tile_topk can stop at the first site that cannot make a pixel's list.
+
+    Taichi's CPU scheduler hands out at least 512 iterations per task, so a coarse level
+    (Kodak's 32-px level has 384 tiles) would run on one thread: each tile's iteration
+    is followed by pad - 1 empty ones (pad from cull_pad) to spread the tiles out."""
+    for u in range(cols * rows * pad):
+        if u % pad != 0:
+            continue
+        t = u // pad
         tx = t % cols
         ty = t // cols
         x0, x1, y0, y1 = _tile_rect(tx, ty, size, w, h, sx, sy)
@@ -341,6 +349,34 @@ def tile_cull(
             cnt[t] = ti.cast(m - off[t], ti.i32)
 
 
+@ti.func
+def tile_pixel_topk(
+    lst: ti.template(),
+    ub: ti.template(),
+    off: ti.template(),
+    cnt: ti.template(),
+    tab: ti.template(),
+    t: ti.i32,
+    px: ti.f32,
+    py: ti.f32,
+    s_inv: ti.f32,
+    K: ti.template(),
+):
+    """A pixel's exact top-K (ids, scores) among tile t's surviving sites, given best
+    bound first: once a site's upper bound is below the pixel's K-th score, no later site
+    can enter. Ties are broken by index (_insert_ranked), so the result does not depend
+    on the order the sites come in and equals the brute force's."""
+    ids = ti.Vector([-1] * K, dt=ti.i32)
+    sc = ti.Vector([NEG_INF] * K, dt=ti.f32)
+    for j in range(cnt[t]):
+        e = off[t] + j
+        if ub[e] < sc[K - 1]:
+            break
+        c = lst[e]
+        _insert_ranked(ids, sc, c, site_logit(tab, c, px, py, s_inv))
+    return ids, sc
+
+
 @ti.kernel
 def tile_topk(
     dst: ti.types.ndarray(dtype=ti.i32, ndim=3),
@@ -356,23 +392,13 @@ def tile_topk(
     s_inv: ti.f32,
     K: ti.template(),
 ):
-    """Each pixel's exact top-K among its tile's surviving sites, given best bound first:
-    once a site's upper bound is below the pixel's K-th score, no later site can enter.
-    Ties are broken by index (_insert_ranked), so the result does not depend on the
-    order the sites come in and equals the brute force's."""
+    """Each pixel's exact top-K among its tile's surviving sites (tile_pixel_topk)."""
     h = dst.shape[0]
     w = dst.shape[1]
     for y, x in ti.ndrange(h, w):
         px = (ti.cast(x, ti.f32) + 0.5) * sx
         py = (ti.cast(y, ti.f32) + 0.5) * sy
         t = (y // size) * cols + x // size
-        ids = ti.Vector([-1] * K, dt=ti.i32)
-        sc = ti.Vector([NEG_INF] * K, dt=ti.f32)
-        for j in range(cnt[t]):
-            e = off[t] + j
-            if ub[e] < sc[K - 1]:
-                break
-            c = lst[e]
-            _insert_ranked(ids, sc, c, site_logit(tab, c, px, py, s_inv))
+        ids, _ = tile_pixel_topk(lst, ub, off, cnt, tab, t, px, py, s_inv, K)
         for k in ti.static(range(K)):
             dst[y, x, k] = ids[k]

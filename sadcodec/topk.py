@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import taichi as ti
@@ -18,6 +19,10 @@ ROOT_TILES = 16
 # many entries per map pixel (Kodak files keep ~0.6 at 8x8 tiles) before the build falls
 # back to jump flooding, so its lists never outgrow the map itself.
 MAX_TILE_ENTRIES_PER_PIXEL = 2
+# Taichi's CPU scheduler gives each thread at least this many loop iterations at a time;
+# culling levels are padded out to this many tasks (4 per thread of a 16-thread CPU).
+CPU_TASK_CHUNK = 512
+CULL_TASKS = 64
 
 
 def _i64_array(values: np.ndarray):
@@ -40,11 +45,97 @@ def tile_levels(w: int, h: int) -> tuple[int, ...]:
     return tuple(reversed(sizes))
 
 
+def cull_pad(tiles: int) -> int:
+    """Iterations per tile in tile_cull's loop: enough for CULL_TASKS tasks of Taichi's
+    512-iteration CPU chunks, so every level of culling is spread over the threads."""
+    return max(1, min(CPU_TASK_CHUNK, -(-CULL_TASKS * CPU_TASK_CHUNK // max(tiles, 1))))
+
+
 def _tile_areas(w: int, h: int, size: int) -> np.ndarray:
     """Pixels in each tile of side size, row-major like the kernels' tile index."""
     cw = np.minimum(np.arange(0, w, size) + size, w) - np.arange(0, w, size)
     ch = np.minimum(np.arange(0, h, size) + size, h) - np.arange(0, h, size)
     return (ch[:, None] * cw[None, :]).ravel().astype(np.float64)
+
+
+@dataclass
+class TileLists:
+    """Each finest tile's surviving sites, best upper bound first (cull_tiles)."""
+
+    lst: object  # int32 site indices
+    ub: object  # float32 their logit upper bounds over the tile
+    off: object  # int64 first entry of each tile
+    cnt: object  # int32 entries of each tile
+    size: int  # tile side, in map pixels
+    cols: int  # tiles per row
+    sx: float
+    sy: float
+    s_inv: float
+
+    def lists(self) -> tuple:
+        return self.lst, self.ub, self.off, self.cnt
+
+    def geometry(self) -> tuple:
+        return self.size, self.cols, self.sx, self.sy, self.s_inv
+
+
+def cull_tiles(
+    tab,
+    n: int,
+    s_inv: float,
+    w: int,
+    h: int,
+    k: int,
+    sx: float = 1.0,
+    sy: float = 1.0,
+    sizes: tuple[int, ...] | None = None,
+) -> TileLists | None:
+    """Cull the sites tile by tile for a w x h map (kernels/topk.py explains the bounds):
+    levels of tiles coarse to fine, each keeping of its parent's sites those that can be
+    in the top-K of one of its pixels. None when culling fails (sites whose bounds overlap
+    everywhere, as in a crafted file) and scoring the survivors would cost more than
+    jump flooding; the caller then builds a map by jump flooding."""
+    sizes = tile_levels(w, h) if sizes is None else sizes
+    lst = ti.ndarray(ti.i32, shape=(max(n, 1),))
+    lst.from_numpy(np.arange(max(n, 1), dtype=np.int32))
+    off = _i64_array(np.zeros(1, np.int64))
+    cnt = _i32_array(np.array([n], np.int32))
+    parent_size, parent_cols = 1 << 30, 1
+    dummy_ub = ti.ndarray(ti.f32, shape=(1,))
+    ub = dummy_ub
+    counts = np.array([n], np.int64)
+    for level, size in enumerate(sizes):
+        last = level == len(sizes) - 1
+        cols, rows = -(-w // size), -(-h // size)
+        thr = ti.ndarray(ti.f32, shape=(cols * rows,))
+        new_cnt = ti.ndarray(ti.i32, shape=(cols * rows,))
+        new_off = _i64_array(np.zeros(cols * rows, np.int64))
+        ratio = max(parent_size // size, 1)
+        geom = (cols, rows, size, ratio, parent_cols, w, h, sx, sy, s_inv)
+        pad = cull_pad(cols * rows)
+        # Count (out is not written), then fill at the exclusive prefix sums; the last
+        # level keeps each site's bound too, sorted, for the per-pixel early stop.
+        k_topk.tile_cull(
+            lst, off, cnt, thr, new_cnt, new_off, lst, dummy_ub, tab, *geom, 0, 0, pad, k
+        )
+        counts = new_cnt.to_numpy().astype(np.int64)
+        total = int(counts.sum())
+        if total > max(MAX_TILE_ENTRIES_PER_PIXEL * w * h, n):
+            return None
+        new_off.from_numpy(np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64))
+        new_lst = ti.ndarray(ti.i32, shape=(max(total, 1),))
+        ub = ti.ndarray(ti.f32, shape=(max(total, 1),)) if last else dummy_ub
+        k_topk.tile_cull(
+            lst, off, cnt, thr, new_cnt, new_off, new_lst, ub, tab, *geom, 1, int(last), pad, k
+        )
+        lst, off, cnt = new_lst, new_off, new_cnt
+        parent_size, parent_cols = size, cols
+    # Scoring cost against jump flooding's (9 cells x K candidates per pass).
+    area = _tile_areas(w, h, parent_size)
+    passes = math.ceil(math.log2(max(w, h, 2))) + 1
+    if float((counts * area).sum()) > 9.0 * k * passes * w * h:
+        return None
+    return TileLists(lst, ub, off, cnt, parent_size, parent_cols, sx, sy, s_inv)
 
 
 class TopKMap:
@@ -118,62 +209,13 @@ class TopKMap:
             self._pass(tab, n, s_inv, 1, stencil, inject)
 
     def build_tiled(self, tab, n: int, s_inv: float, sizes=None) -> bool:
-        """Build the exact top-K by culling sites tile by tile (kernels/topk.py explains
-        the bounds); the decoder's build on the CPU. Returns False, leaving the map
-        untouched, when culling fails (sites whose bounds overlap everywhere, as in a
-        crafted file) and scoring the survivors would cost more than jump flooding."""
-        w, h = self.width, self.height
-        sizes = tile_levels(w, h) if sizes is None else sizes
-        lst = ti.ndarray(ti.i32, shape=(max(n, 1),))
-        lst.from_numpy(np.arange(max(n, 1), dtype=np.int32))
-        off = _i64_array(np.zeros(1, np.int64))
-        cnt = _i32_array(np.array([n], np.int32))
-        parent_size, parent_cols = 1 << 30, 1
-        dummy_ub = ti.ndarray(ti.f32, shape=(1,))
-        for level, size in enumerate(sizes):
-            last = level == len(sizes) - 1
-            cols, rows = -(-w // size), -(-h // size)
-            thr = ti.ndarray(ti.f32, shape=(cols * rows,))
-            new_cnt = ti.ndarray(ti.i32, shape=(cols * rows,))
-            new_off = _i64_array(np.zeros(cols * rows, np.int64))
-            ratio = max(parent_size // size, 1)
-            geom = (cols, rows, size, ratio, parent_cols, w, h, self.sx, self.sy, s_inv)
-            # Count (out is not written), then fill at the exclusive prefix sums; the last
-            # level keeps each site's bound too, sorted, for tile_topk's early stop.
-            k_topk.tile_cull(
-                lst, off, cnt, thr, new_cnt, new_off, lst, dummy_ub, tab, *geom, 0, 0, self.k
-            )
-            counts = new_cnt.to_numpy().astype(np.int64)
-            total = int(counts.sum())
-            if total > max(MAX_TILE_ENTRIES_PER_PIXEL * w * h, n):
-                return False
-            new_off.from_numpy(np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64))
-            new_lst = ti.ndarray(ti.i32, shape=(max(total, 1),))
-            ub = ti.ndarray(ti.f32, shape=(max(total, 1),)) if last else dummy_ub
-            k_topk.tile_cull(
-                lst, off, cnt, thr, new_cnt, new_off, new_lst, ub, tab, *geom, 1, int(last), self.k
-            )
-            lst, off, cnt = new_lst, new_off, new_cnt
-            parent_size, parent_cols = size, cols
-        # Scoring cost against jump flooding's (9 cells x K candidates per pass).
-        area = _tile_areas(w, h, parent_size)
-        passes = math.ceil(math.log2(max(w, h, 2))) + 1
-        if float((counts * area).sum()) > 9.0 * self.k * passes * w * h:
+        """Build the exact top-K by culling sites tile by tile (cull_tiles); the CPU's
+        build at the start of a fit and after densify/prune. Returns False, leaving the
+        map untouched, where cull_tiles declines."""
+        tiles = cull_tiles(tab, n, s_inv, self.width, self.height, self.k, self.sx, self.sy, sizes)
+        if tiles is None:
             return False
-        k_topk.tile_topk(
-            self.cur,
-            lst,
-            ub,
-            off,
-            cnt,
-            tab,
-            parent_size,
-            parent_cols,
-            self.sx,
-            self.sy,
-            s_inv,
-            self.k,
-        )
+        k_topk.tile_topk(self.cur, *tiles.lists(), tab, *tiles.geometry(), self.k)
         return True
 
     def exact(self, tab, n: int, s_inv: float) -> None:

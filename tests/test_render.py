@@ -111,3 +111,50 @@ def test_small_k_and_few_sites():
         within, worst = compare(got, reference_render(params, 32, 24, 32, 24, k))
         print(f"\nK={k}, N={len(params)}: {within:.5f} within 1 level, worst {worst}")
         assert within >= 0.999
+
+
+def _map_render(params: np.ndarray, src_w: int, src_h: int, out_w: int, out_h: int, k: int):
+    """render() over the brute-force top-K map: the two-step path the fused one replaces."""
+    import taichi as ti
+
+    from kernels import fit as kfit
+    from kernels import render as krender
+    from kernels.common import TABLE_COLS
+    from sadcodec.topk import TopKMap
+
+    n, cols = params.shape
+    p = ti.ndarray(ti.f32, shape=(n, cols))
+    p.from_numpy(params.astype(np.float32))
+    tab = ti.ndarray(ti.f32, shape=(n, TABLE_COLS))
+    kfit.prepare(p, tab, n)
+    s_inv = 1.0 / max(src_w, src_h)
+    m = TopKMap(out_h, out_w, k, sx=src_w / out_w, sy=src_h / out_h)
+    m.exact(tab, n, s_inv)
+    out = ti.ndarray(ti.u8, shape=(out_h, out_w, cols - 6))
+    krender.render(m.cur, tab, p, out, m.sx, m.sy, s_inv, k, cols - 6)
+    return out.to_numpy()
+
+
+@pytest.mark.parametrize("out_w,out_h", [(64, 48), (128, 96), (48, 60), (21, 16)])
+def test_fused_tiled_render_is_the_map_render(scene, out_w, out_h):
+    """The CPU decoder's fused path (culled tile lists, top-K and blend in one kernel)
+    writes exactly the bytes of render() over the brute-force map."""
+    got = render_params(scene, 64, 48, out_w, out_h, K)
+    assert np.array_equal(got, _map_render(scene, 64, 48, out_w, out_h, K))
+
+
+def test_render_falls_back_to_jump_flooding(scene, monkeypatch):
+    """Where culling declines (lists would outgrow their cap, as for a crafted file), the
+    decoder builds a jump-flooding map instead and still renders the picture."""
+    import sadcodec.topk as topk_mod
+
+    monkeypatch.setattr(topk_mod, "MAX_TILE_ENTRIES_PER_PIXEL", 0.0)
+    calls = []
+    real = topk_mod.TopKMap.build
+    monkeypatch.setattr(
+        topk_mod.TopKMap, "build", lambda self, *a, **kw: calls.append(1) or real(self, *a, **kw)
+    )
+    got = render_params(scene, 64, 48, 64, 48, K)
+    assert calls, "the jump-flooding build was not used"
+    within, _ = compare(got, reference_render(scene, 64, 48, 64, 48, K))
+    assert within >= 0.99
