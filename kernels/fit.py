@@ -263,6 +263,117 @@ def forward_backward(
 
 
 @ti.kernel
+def blend_weights(
+    topk: ti.types.ndarray(dtype=ti.i32, ndim=3),
+    tab: ti.types.ndarray(dtype=ti.f32, ndim=2),
+    params: ti.types.ndarray(dtype=ti.f32, ndim=2),
+    wts: ti.types.ndarray(dtype=ti.f32, ndim=3),
+    s_inv: ti.f32,
+    K: ti.template(),
+    C: ti.template(),
+):
+    """Each pixel's softmax weights (0 in empty slots), for the colour-only steps: with
+    the geometry frozen they no longer change, and the render is linear in the colours."""
+    h = topk.shape[0]
+    w = topk.shape[1]
+    for y, x in ti.ndrange(h, w):
+        px = ti.cast(x, ti.f32) + 0.5
+        py = ti.cast(y, ti.f32) + 0.5
+        _lg, wt, _col, _tot = blend(topk, tab, params, y, x, px, py, s_inv, K, C)
+        for k in ti.static(range(K)):
+            wts[y, x, k] = wt[k]
+
+
+@ti.func
+def _pixel_grad_colour(
+    topk: ti.template(),
+    wts: ti.template(),
+    params: ti.template(),
+    target: ti.template(),
+    g: ti.template(),
+    b: ti.i32,
+    y: ti.i32,
+    x: ti.i32,
+    K: ti.template(),
+    C: ti.template(),
+    ATOMIC: ti.template(),
+) -> ti.f32:
+    """_pixel_grad's colour part from stored weights (the same sums in the same order):
+    the error and dL/dcolour of one pixel; no logits, no geometry gradients."""
+    err = 0.0
+    if topk[y, x, 0] >= 0:
+        col = ti.Vector([0.0] * C, dt=ti.f32)
+        for k in ti.static(range(K)):
+            c = topk[y, x, k]
+            if c >= 0:
+                for ch in ti.static(range(C)):
+                    col[ch] += wts[y, x, k] * params[c, GEOM_PARAMS + ch]
+        gv = ti.Vector([0.0] * C, dt=ti.f32)
+        for ch in ti.static(range(C)):
+            r = col[ch] - target[y, x, ch]
+            err += r * r
+            gv[ch] = 2.0 * r
+        for k in ti.static(range(K)):
+            c = topk[y, x, k]
+            wk = wts[y, x, k]
+            if c >= 0 and wk > W_SKIP:
+                for ch in ti.static(range(C)):
+                    _acc(g, b, c, GEOM_PARAMS + ch, wk * gv[ch], ATOMIC)
+    return err
+
+
+@ti.kernel
+def colour_grad_bands(
+    topk: ti.types.ndarray(dtype=ti.i32, ndim=3),
+    wts: ti.types.ndarray(dtype=ti.f32, ndim=3),
+    params: ti.types.ndarray(dtype=ti.f32, ndim=2),
+    target: ti.types.ndarray(dtype=ti.f32, ndim=3),
+    grad: ti.types.ndarray(dtype=ti.f32, ndim=3),
+    loss: ti.types.ndarray(dtype=ti.f32, ndim=1),
+    K: ti.template(),
+    C: ti.template(),
+):
+    """forward_backward_bands for the colours alone (blend_weights)."""
+    h = topk.shape[0]
+    w = topk.shape[1]
+    nb = grad.shape[0]
+    rows = (h + nb - 1) // nb
+    for t in range(nb * TASK_PAD):
+        if t % TASK_PAD == 0:
+            b = t // TASK_PAD
+            for y in range(b * rows, ti.min(h, (b + 1) * rows)):
+                row = 0.0
+                for x in range(w):
+                    row += _pixel_grad_colour(topk, wts, params, target, grad, b, y, x, K, C, False)
+                loss[y] = row
+
+
+@ti.kernel
+def colour_grad_atomic(
+    topk: ti.types.ndarray(dtype=ti.i32, ndim=3),
+    wts: ti.types.ndarray(dtype=ti.f32, ndim=3),
+    params: ti.types.ndarray(dtype=ti.f32, ndim=2),
+    target: ti.types.ndarray(dtype=ti.f32, ndim=3),
+    grad: ti.types.ndarray(dtype=ti.f32, ndim=3),
+    loss: ti.types.ndarray(dtype=ti.f32, ndim=1),
+    K: ti.template(),
+    C: ti.template(),
+):
+    """forward_backward_atomic for the colours alone (loss[y] must be zeroed first)."""
+    h = topk.shape[0]
+    w = topk.shape[1]
+    for y, x in ti.ndrange(h, w):
+        e = _pixel_grad_colour(topk, wts, params, target, grad, 0, y, x, K, C, True)
+        ti.atomic_add(loss[y], e)
+
+
+def colour_grad(topk, wts, params, target, grad, loss, k: int, c: int, banded: bool):
+    """The colour-only forward+backward: banded on the CPU, atomic on a GPU."""
+    kern = colour_grad_bands if banded else colour_grad_atomic
+    kern(topk, wts, params, target, grad, loss, k, c)
+
+
+@ti.kernel
 def site_stats(
     topk: ti.types.ndarray(dtype=ti.i32, ndim=3),
     tab: ti.types.ndarray(dtype=ti.f32, ndim=2),

@@ -55,6 +55,9 @@ class FitConfig:
     # Build the map exactly by tile culling (CPU) at the start and after densify/prune,
     # instead of jump flooding (and five passes over the patched map after densify).
     exact_rebuild: bool = True
+    # Once the geometry is frozen, step the colours alone from stored softmax weights
+    # (the same gradient, without recomputing logits or geometry gradients).
+    colour_steps: bool = True
     profile: bool = False  # exact per-stage timers on a GPU (a sync per stage)
     # Adam step sizes per group (units: px, rad, log, px, log, colour in [0, 1]), chosen
     # by a sweep on three half-size Kodak images at 1 bpp (docs/tuning.md).
@@ -126,6 +129,8 @@ class Fitter:
         self.sync_timers = self.banded or cfg.profile
         self.step_count = 0
         self.timers: dict[str, float] = {}
+        self.wts = None  # softmax weights of the frozen phase's colour-only steps
+        self._wts_stale = True
 
     # -- host <-> device -------------------------------------------------------------
     def set_sites(
@@ -135,6 +140,7 @@ class Fitter:
         if n > self.cap:
             raise ValueError("site capacity exceeded")
         self.n = n
+        self._wts_stale = True
         full = np.zeros((self.cap, self.p), np.float32)
         full[:n] = p
         self.params.from_numpy(full)
@@ -195,18 +201,40 @@ class Fitter:
             t0 = self._tick("prepare", t0)
             self.map.refresh(self.tab, self.n, self.s_inv, stencil=4, inject=self.cfg.inject)
             t0 = self._tick("topk", t0)
-        kfit.forward_backward(
-            self.map.cur,
-            self.tab,
-            src,
-            self.target,
-            self.grad,
-            self.loss,
-            self.s_inv,
-            self.cfg.k,
-            self.c,
-            self.banded,
-        )
+        if self.frozen and self.cfg.colour_steps:
+            # Geometry and map are fixed, so are the softmax weights: compute them once
+            # and step the colours alone (no logits, no geometry gradients).
+            if self.wts is None:
+                self.wts = ti.ndarray(ti.f32, shape=(self.h, self.w, self.cfg.k))
+            if self._wts_stale:
+                kfit.blend_weights(
+                    self.map.cur, self.tab, src, self.wts, self.s_inv, self.cfg.k, self.c
+                )
+                self._wts_stale = False
+            kfit.colour_grad(
+                self.map.cur,
+                self.wts,
+                src,
+                self.target,
+                self.grad,
+                self.loss,
+                self.cfg.k,
+                self.c,
+                self.banded,
+            )
+        else:
+            kfit.forward_backward(
+                self.map.cur,
+                self.tab,
+                src,
+                self.target,
+                self.grad,
+                self.loss,
+                self.s_inv,
+                self.cfg.k,
+                self.c,
+                self.banded,
+            )
         t0 = self._tick("forward_backward", t0)
         self.step_count += 1
         b1, b2 = 0.9, 0.999
@@ -249,6 +277,7 @@ class Fitter:
         kfit.prepare(self.params, self.tab, self.n)
         self.map.refresh(self.tab, self.n, self.s_inv, steps=(1, 1), stencil=8)
         self.frozen = True
+        self._wts_stale = True
 
     def psnr(self, loss: float) -> float:
         mse = loss / (self.h * self.w * self.c)
@@ -265,6 +294,7 @@ class Fitter:
 
     def rebuild_after(self, keep: np.ndarray | None, n_new_from: int | None) -> None:
         """Fix the map after pruning (keep mask over old sites) and/or appending sites."""
+        self._wts_stale = True
         if keep is not None:
             new_index = np.full(len(keep), -1, np.int32)
             new_index[keep] = np.arange(int(keep.sum()), dtype=np.int32)

@@ -148,3 +148,35 @@ def test_band_count_does_not_change_the_gradient(scene):
     assert loss1 == pytest.approx(loss7, rel=1e-6)
     np.testing.assert_allclose(g1, g7, rtol=1e-4, atol=1e-6 * np.abs(g1).max())
     assert np.array_equal(g7, g7b)
+
+
+@pytest.mark.parametrize("banded", [True, False], ids=["cpu-bands", "atomics"])
+def test_colour_steps_match_the_full_kernel(scene, banded):
+    """The frozen phase's colour-only pass (stored softmax weights) gives the full
+    kernel's loss and colour gradient, bit for bit, and no geometry gradient."""
+    params, target, topk = scene
+    loss_full, g_full = taichi_loss_and_grad(params, target, topk, banded=banded)
+    n, cols = params.shape
+    p = ti.ndarray(ti.f32, shape=(n, cols))
+    p.from_numpy(params)
+    tab = ti.ndarray(ti.f32, shape=(n, TABLE_COLS))
+    kfit.prepare(p, tab, n)
+    tk = ti.ndarray(ti.i32, shape=topk.shape)
+    tk.from_numpy(topk)
+    tg = ti.ndarray(ti.f32, shape=target.shape)
+    tg.from_numpy(target)
+    wts = ti.ndarray(ti.f32, shape=topk.shape)
+    kfit.blend_weights(tk, tab, p, wts, 1.0 / S, K, C)
+    grad = ti.ndarray(ti.f32, shape=(3 if banded else 1, n, cols))
+    grad.fill(0)
+    loss = ti.ndarray(ti.f32, shape=(H,))
+    loss.fill(0)
+    kfit.colour_grad(tk, wts, p, tg, grad, loss, K, C, banded)
+    g = grad.to_numpy().astype(np.float64).sum(axis=0)
+    assert float(loss.to_numpy().sum(dtype=np.float64)) == pytest.approx(loss_full, rel=1e-6)
+    assert np.abs(g[:, 6:]).max() > 1e-2
+    if banded:  # the same sums in the same order
+        assert np.array_equal(g[:, 6:], g_full[:, 6:])
+    else:  # atomics add in any order
+        np.testing.assert_allclose(g[:, 6:], g_full[:, 6:], rtol=1e-5, atol=1e-7)
+    assert not g[:, :6].any()
