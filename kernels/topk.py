@@ -349,6 +349,78 @@ def tile_cull(
             cnt[t] = ti.cast(m - off[t], ti.i32)
 
 
+@ti.kernel
+def tile_cull_once(
+    parent_list: ti.types.ndarray(dtype=ti.i32, ndim=1),
+    parent_off: ti.types.ndarray(dtype=ti.i64, ndim=1),
+    parent_cnt: ti.types.ndarray(dtype=ti.i32, ndim=1),
+    cnt: ti.types.ndarray(dtype=ti.i32, ndim=1),
+    off: ti.types.ndarray(dtype=ti.i64, ndim=1),
+    out: ti.types.ndarray(dtype=ti.i32, ndim=1),
+    out_ub: ti.types.ndarray(dtype=ti.f32, ndim=1),
+    tab: ti.types.ndarray(dtype=ti.f32, ndim=2),
+    cols: ti.i32,
+    rows: ti.i32,
+    size: ti.i32,
+    ratio: ti.i32,
+    parent_cols: ti.i32,
+    w: ti.i32,
+    h: ti.i32,
+    sx: ti.f32,
+    sy: ti.f32,
+    s_inv: ti.f32,
+    ranked: ti.i32,
+    pad: ti.i32,
+    K: ti.template(),
+):
+    """tile_cull in one launch, each site's bounds computed once: every tile owns a slot
+    of its parent's length from out[off[tile]] on (the caller sizes them), writes all the
+    parent's sites and upper bounds there, then compacts the slot to those reaching the
+    K-th best lower bound, and sets cnt (ranked: sorted by bound, best first)."""
+    for u in range(cols * rows * pad):
+        if u % pad != 0:
+            continue
+        t = u // pad
+        tx = t % cols
+        ty = t // cols
+        x0, x1, y0, y1 = _tile_rect(tx, ty, size, w, h, sx, sy)
+        p = (ty // ratio) * parent_cols + tx // ratio
+        first = parent_off[p]
+        base = off[t]
+        best = ti.Vector([NEG_INF] * K, dt=ti.f32)
+        for j in range(parent_cnt[p]):
+            c = parent_list[first + j]
+            lb, ub = _logit_bounds(tab, c, x0, x1, y0, y1, s_inv)
+            out[base + j] = c
+            out_ub[base + j] = ub
+            if lb > best[K - 1]:
+                best[K - 1] = lb
+                for k in ti.static(range(K - 1, 0, -1)):
+                    if best[k] > best[k - 1]:
+                        tmp = best[k]
+                        best[k] = best[k - 1]
+                        best[k - 1] = tmp
+        thr = best[K - 1]
+        m = base
+        for j in range(parent_cnt[p]):
+            # Entries move only down to m <= base + j: what is still to be read stays.
+            ub = out_ub[base + j]
+            if ub >= thr:
+                c = out[base + j]
+                q = m
+                if ranked != 0:
+                    while q > base:
+                        if out_ub[q - 1] >= ub:
+                            break
+                        out[q] = out[q - 1]
+                        out_ub[q] = out_ub[q - 1]
+                        q -= 1
+                out[q] = c
+                out_ub[q] = ub
+                m += 1
+        cnt[t] = ti.cast(m - base, ti.i32)
+
+
 @ti.func
 def tile_pixel_topk(
     lst: ti.template(),

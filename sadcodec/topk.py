@@ -19,6 +19,12 @@ ROOT_TILES = 16
 # many entries per map pixel (Kodak files keep ~0.6 at 8x8 tiles) before the build falls
 # back to jump flooding, so its lists never outgrow the map itself.
 MAX_TILE_ENTRIES_PER_PIXEL = 2
+# One-launch culling gives each tile a slot as long as its parent's list; it is used
+# while the slots of a level total at most this many entries (8 bytes each) per map pixel
+# plus the site count, else the level is counted and filled in two launches. Kodak files
+# need 1-3 at 1 bpp, 6 at 2 bpp; 64 bytes a pixel is less than the (H, W, K) map the
+# fused decoder no longer stores.
+CULL_SLOTS_PER_PIXEL = 8
 # Taichi's CPU scheduler gives each thread at least this many loop iterations at a time;
 # culling levels are padded out to this many tasks (4 per thread of a 16-thread CPU).
 CPU_TASK_CHUNK = 512
@@ -113,21 +119,36 @@ def cull_tiles(
         ratio = max(parent_size // size, 1)
         geom = (cols, rows, size, ratio, parent_cols, w, h, sx, sy, s_inv)
         pad = cull_pad(cols * rows)
-        # Count (out is not written), then fill at the exclusive prefix sums; the last
-        # level keeps each site's bound too, sorted, for the per-pixel early stop.
-        k_topk.tile_cull(
-            lst, off, cnt, thr, new_cnt, new_off, lst, dummy_ub, tab, *geom, 0, 0, pad, k
-        )
-        counts = new_cnt.to_numpy().astype(np.int64)
-        total = int(counts.sum())
-        if total > max(MAX_TILE_ENTRIES_PER_PIXEL * w * h, n):
-            return None
-        new_off.from_numpy(np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64))
-        new_lst = ti.ndarray(ti.i32, shape=(max(total, 1),))
-        ub = ti.ndarray(ti.f32, shape=(max(total, 1),)) if last else dummy_ub
-        k_topk.tile_cull(
-            lst, off, cnt, thr, new_cnt, new_off, new_lst, ub, tab, *geom, 1, int(last), pad, k
-        )
+        # Each tile gets a slot of its parent's length and culls in one launch where
+        # those slots fit CULL_SLOTS_PER_PIXEL; else count, then fill at the exclusive
+        # prefix sums. The last level keeps each site's bound too, sorted, for the
+        # per-pixel early stop.
+        tx, ty = np.meshgrid(np.arange(cols), np.arange(rows))
+        slots = counts[((ty // ratio) * parent_cols + tx // ratio).ravel()]
+        if int(slots.sum()) <= CULL_SLOTS_PER_PIXEL * w * h + n:
+            new_off.from_numpy(np.concatenate(([0], np.cumsum(slots)[:-1])).astype(np.int64))
+            new_lst = ti.ndarray(ti.i32, shape=(max(int(slots.sum()), 1),))
+            ub = ti.ndarray(ti.f32, shape=new_lst.shape)
+            k_topk.tile_cull_once(
+                lst, off, cnt, new_cnt, new_off, new_lst, ub, tab, *geom, int(last), pad, k
+            )
+            counts = new_cnt.to_numpy().astype(np.int64)
+            if int(counts.sum()) > max(MAX_TILE_ENTRIES_PER_PIXEL * w * h, n):
+                return None
+        else:
+            k_topk.tile_cull(
+                lst, off, cnt, thr, new_cnt, new_off, lst, dummy_ub, tab, *geom, 0, 0, pad, k
+            )
+            counts = new_cnt.to_numpy().astype(np.int64)
+            total = int(counts.sum())
+            if total > max(MAX_TILE_ENTRIES_PER_PIXEL * w * h, n):
+                return None
+            new_off.from_numpy(np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64))
+            new_lst = ti.ndarray(ti.i32, shape=(max(total, 1),))
+            ub = ti.ndarray(ti.f32, shape=(max(total, 1),)) if last else dummy_ub
+            k_topk.tile_cull(
+                lst, off, cnt, thr, new_cnt, new_off, new_lst, ub, tab, *geom, 1, int(last), pad, k
+            )
         lst, off, cnt = new_lst, new_off, new_cnt
         parent_size, parent_cols = size, cols
     # Scoring cost against jump flooding's (9 cells x K candidates per pass).

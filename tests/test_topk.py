@@ -214,6 +214,34 @@ def test_tiled_build_is_the_brute_force_top_k(params, sizes, scale):
     assert np.array_equal(tk.to_numpy(), ref.to_numpy())
 
 
+@pytest.mark.parametrize("slots", [0, 1e9], ids=["two-launch", "one-launch"])
+def test_both_culling_paths_are_exact(params, slots, monkeypatch):
+    """Levels cull in one launch (a slot per tile as long as its parent's list) where the
+    slots fit CULL_SLOTS_PER_PIXEL, else count-then-fill: each path alone is exact."""
+    import sadcodec.topk as topk_mod
+
+    monkeypatch.setattr(topk_mod, "CULL_SLOTS_PER_PIXEL", slots)
+    calls = {"tile_cull": 0, "tile_cull_once": 0}
+    for name in calls:
+        real = getattr(topk_mod.k_topk, name)
+
+        def counted(*a, _real=real, _name=name):
+            calls[_name] += 1
+            return _real(*a)
+
+        monkeypatch.setattr(topk_mod.k_topk, name, counted)
+    _, tab = upload(params)
+    ref = TopKMap(H * 2, W * 2, K, sx=0.5, sy=0.5)
+    ref.exact(tab, N, 1.0 / S)
+    tk = TopKMap(H * 2, W * 2, K, sx=0.5, sy=0.5)
+    assert tk.build_tiled(tab, N, 1.0 / S, sizes=(64, 16, 4))
+    assert np.array_equal(tk.to_numpy(), ref.to_numpy())
+    if slots:
+        assert calls == {"tile_cull": 0, "tile_cull_once": 3}
+    else:
+        assert calls == {"tile_cull": 6, "tile_cull_once": 0}
+
+
 def test_tiled_build_breaks_ties_like_the_brute_force(params):
     """Each site three times over, so every pixel's list has exact ties at its K-th
     slot (and equal bounds, the early stop's edge case): the tiled build scores sites
