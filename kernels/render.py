@@ -3,7 +3,7 @@
 import taichi as ti
 
 from .common import blend, blend_scored
-from .topk import tile_pixel_topk
+from .topk import tile_pixel, tile_pixel_topk
 
 
 @ti.kernel
@@ -49,17 +49,26 @@ def render_tiled(
     sx: ti.f32,
     sy: ti.f32,
     s_inv: ti.f32,
+    pad: ti.i32,
     K: ti.template(),
     C: ti.template(),
 ):
     """render() of the exact top-K straight from culled tile lists (topk.cull_tiles): each
-    pixel finds its K sites and blends the scores it found them with, so no (H, W, K) map
-    is stored (a third of a 24 MP decode's memory) or read back."""
+    pixel finds its K sites as topk.tile_topk does and blends the scores it found them
+    with, so no (H, W, K) map is stored (a third of a 24 MP decode's memory) or read."""
     h = out.shape[0]
     w = out.shape[1]
-    for y, x in ti.ndrange(h, w):
-        px = (ti.cast(x, ti.f32) + 0.5) * sx
-        py = (ti.cast(y, ti.f32) + 0.5) * sy
-        t = (y // size) * cols + x // size
-        ids, sc = tile_pixel_topk(lst, ub, off, cnt, tab, t, px, py, s_inv, K)
-        _store(out, y, x, blend_scored(ids, sc, params, C), C)
+    tiles = cols * ((h + size - 1) // size)
+    for u in range(tiles * pad):
+        if u % pad != 0:
+            continue
+        t = u // pad
+        prev = ti.Vector([-1] * K, dt=ti.i32)
+        for j in range(size * size):
+            x, y = tile_pixel(t, j, size, cols)
+            if x < w and y < h:
+                px = (ti.cast(x, ti.f32) + 0.5) * sx
+                py = (ti.cast(y, ti.f32) + 0.5) * sy
+                ids, sc = tile_pixel_topk(lst, ub, off, cnt, tab, t, px, py, s_inv, prev)
+                _store(out, y, x, blend_scored(ids, sc, params, C), C)
+                prev = ids

@@ -432,21 +432,43 @@ def tile_pixel_topk(
     px: ti.f32,
     py: ti.f32,
     s_inv: ti.f32,
-    K: ti.template(),
+    prev: ti.template(),
 ):
     """A pixel's exact top-K (ids, scores) among tile t's surviving sites, given best
-    bound first: once a site's upper bound is below the pixel's K-th score, no later site
-    can enter. Ties are broken by index (_insert_ranked), so the result does not depend
-    on the order the sites come in and equals the brute force's."""
+    bound first. The previous pixel's K sites (prev, from the same list) are scored
+    first, so the K-th score starts near its final value; the scan then stops at the
+    first site whose upper bound is below it, as no later site can enter. Ties are broken
+    by index (_insert_ranked), so the result does not depend on the order the sites come
+    in and equals the brute force's."""
+    K = ti.static(prev.n)
     ids = ti.Vector([-1] * K, dt=ti.i32)
     sc = ti.Vector([NEG_INF] * K, dt=ti.f32)
+    for k in ti.static(range(K)):
+        if prev[k] >= 0:
+            _insert_ranked(ids, sc, prev[k], site_logit(tab, prev[k], px, py, s_inv))
     for j in range(cnt[t]):
         e = off[t] + j
         if ub[e] < sc[K - 1]:
             break
         c = lst[e]
-        _insert_ranked(ids, sc, c, site_logit(tab, c, px, py, s_inv))
+        seen = False
+        for k in ti.static(range(K)):
+            if prev[k] == c:
+                seen = True
+        if not seen:
+            _insert_ranked(ids, sc, c, site_logit(tab, c, px, py, s_inv))
     return ids, sc
+
+
+@ti.func
+def tile_pixel(t: ti.i32, j: ti.i32, size: ti.i32, cols: ti.i32):
+    """Pixel j of tile t in snake order (rows alternate direction), so consecutive
+    pixels are neighbours and share most of their sites."""
+    ry = j // size
+    rx = j % size
+    if ry % 2 == 1:
+        rx = size - 1 - rx
+    return (t % cols) * size + rx, (t // cols) * size + ry
 
 
 @ti.kernel
@@ -462,15 +484,26 @@ def tile_topk(
     sx: ti.f32,
     sy: ti.f32,
     s_inv: ti.f32,
+    pad: ti.i32,
     K: ti.template(),
 ):
-    """Each pixel's exact top-K among its tile's surviving sites (tile_pixel_topk)."""
+    """Each pixel's exact top-K among its tile's surviving sites (tile_pixel_topk): one
+    thread walks a tile's pixels, each seeded with the previous one's sites. Tiles are
+    padded out as in tile_cull."""
     h = dst.shape[0]
     w = dst.shape[1]
-    for y, x in ti.ndrange(h, w):
-        px = (ti.cast(x, ti.f32) + 0.5) * sx
-        py = (ti.cast(y, ti.f32) + 0.5) * sy
-        t = (y // size) * cols + x // size
-        ids, _ = tile_pixel_topk(lst, ub, off, cnt, tab, t, px, py, s_inv, K)
-        for k in ti.static(range(K)):
-            dst[y, x, k] = ids[k]
+    tiles = cols * ((h + size - 1) // size)
+    for u in range(tiles * pad):
+        if u % pad != 0:
+            continue
+        t = u // pad
+        prev = ti.Vector([-1] * K, dt=ti.i32)
+        for j in range(size * size):
+            x, y = tile_pixel(t, j, size, cols)
+            if x < w and y < h:
+                px = (ti.cast(x, ti.f32) + 0.5) * sx
+                py = (ti.cast(y, ti.f32) + 0.5) * sy
+                ids, _ = tile_pixel_topk(lst, ub, off, cnt, tab, t, px, py, s_inv, prev)
+                for k in ti.static(range(K)):
+                    dst[y, x, k] = ids[k]
+                prev = ids

@@ -82,7 +82,9 @@ class TileLists:
         return self.lst, self.ub, self.off, self.cnt
 
     def geometry(self) -> tuple:
-        return self.size, self.cols, self.sx, self.sy, self.s_inv
+        """The scoring kernels' arguments after the lists (tile_topk, render_tiled)."""
+        rows = -(-int(self.cnt.shape[0]) // self.cols)
+        return self.size, self.cols, self.sx, self.sy, self.s_inv, cull_pad(self.cols * rows)
 
 
 def cull_tiles(
