@@ -42,7 +42,7 @@ def run(label: str, overrides: dict, images: dict, bpp: float = 1.0) -> None:
     scores = []
     for img in images.values():
         h, w, c = img.shape
-        spec = encoder.choose_spec(w, h)
+        spec = encoder.choose_spec(w, h, bpp)
         cfg = FitConfig()
         for key, value in overrides.items():
             if key.startswith("lr_"):

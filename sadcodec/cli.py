@@ -101,7 +101,7 @@ def _check_not_too_small(path: str, img: np.ndarray) -> None:
     from .encoder import min_file_bytes
 
     h, w, c = img.shape
-    need = min_file_bytes(w, h, c)
+    need = min_file_bytes(w, h, c, bpp=_MAX_BPP)
     if 8 * need > _MAX_BPP * w * h:
         raise SadError(
             f"cannot encode '{path}': a {w}x{h} image is too small for .sad (the smallest "

@@ -34,9 +34,18 @@ def as_image(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-def choose_spec(width: int, height: int) -> QuantSpec:
+# From this rate on, positions are stored on a 1/8-pixel grid instead of 1/4: two more
+# bits a site, which paid at 2 bpp once sites are dense (+0.15 dB on kodim05/13/23 at full
+# size, docs/tuning.md); not measured at 1 bpp, so lower rates keep 1/4 px.
+FINE_POSITIONS_FROM_BPP = 1.5
+
+
+def choose_spec(width: int, height: int, bpp: float | None = None) -> QuantSpec:
+    """The quantization grids for an image and target rate (stored in the header)."""
     spec = QuantSpec()
     pfb = spec.pos_frac_bits
+    if bpp is not None and bpp >= FINE_POSITIONS_FROM_BPP:
+        pfb += 1
     while pfb > 0 and max(width, height) << pfb > 65536:
         pfb -= 1
     return QuantSpec(**{**spec.__dict__, "pos_frac_bits": pfb})
@@ -62,9 +71,11 @@ def make_estimator(width: int, height: int, spec: QuantSpec):
     return estimate
 
 
-def min_file_bytes(width: int, height: int, channels: int, k: int = 8) -> int:
-    """Size of the smallest possible file (one site) for these dimensions."""
-    spec = choose_spec(width, height)
+def min_file_bytes(
+    width: int, height: int, channels: int, k: int = 8, bpp: float | None = None
+) -> int:
+    """Size of the smallest possible file (one site) for these dimensions and rate."""
+    spec = choose_spec(width, height, bpp)
     p = np.zeros((MIN_SITES, 6 + channels), np.float32)
     return len(make_writer(width, height, channels, k, spec)(p))
 
@@ -87,7 +98,7 @@ def encode_array(
     if bpp > 64:
         raise SadError(f"--bpp {bpp} is absurd; use at most 64")
     budget = int(bpp * w * h // 8)
-    need = min_file_bytes(w, h, c, k)
+    need = min_file_bytes(w, h, c, k, bpp)
     if budget < need:
         raise SadError(
             f"budget too small: {bpp:g} bpp is {budget} bytes for {w}x{h}; the smallest "
@@ -102,7 +113,7 @@ def encode_array(
         iterations = EFFORT_ITERATIONS[e]
     if iterations < 1 or iterations > 100_000:
         raise SadError(f"--iterations must be 1..100000, got {iterations}")
-    spec = choose_spec(w, h)
+    spec = choose_spec(w, h, bpp)
     cfg = FitConfig(iterations=int(iterations), k=k, seed=int(seed), profile=profile)
     writer = make_writer(w, h, c, k, spec)
     target = img.astype(np.float32) / 255.0

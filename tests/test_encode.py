@@ -121,3 +121,17 @@ def test_bad_seed_is_refused(seed):
     img = np.zeros((16, 16, 3), np.uint8)
     with pytest.raises(SadError, match="--seed must be an integer"):
         sadcodec.encode(img, 8.0, seed=seed, iterations=1)
+
+
+def test_position_grid_follows_the_rate():
+    """From FINE_POSITIONS_FROM_BPP on, positions are stored at 1/8 px (header field),
+    below it at 1/4 px; either file decodes."""
+    from sadcodec.encoder import FINE_POSITIONS_FROM_BPP
+
+    img = _scene()
+    for bpp, step in ((1.0, 0.25), (FINE_POSITIONS_FROM_BPP, 0.125), (3.0, 0.125)):
+        data = sadcodec.encode(img, bpp=bpp, iterations=20, seed=1)
+        info = sadcodec.read_info(data)
+        assert info["quantization"]["position_step_px"] == step, bpp
+        assert info["bpp"] <= bpp
+        assert sadcodec.decode(data).shape == img.shape
