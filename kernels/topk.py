@@ -443,9 +443,10 @@ def tile_pixel_topk(
     K = ti.static(prev.n)
     ids = ti.Vector([-1] * K, dt=ti.i32)
     sc = ti.Vector([NEG_INF] * K, dt=ti.f32)
-    for k in ti.static(range(K)):
-        if prev[k] >= 0:
-            _insert_ranked(ids, sc, prev[k], site_logit(tab, prev[k], px, py, s_inv))
+    for k in range(K):  # not unrolled: a kernel's load time grows with its code
+        c = prev[k]
+        if c >= 0:
+            _insert_ranked(ids, sc, c, site_logit(tab, c, px, py, s_inv))
     for j in range(cnt[t]):
         e = off[t] + j
         if ub[e] < sc[K - 1]:
