@@ -87,24 +87,32 @@ def render_params(
     """Render sites fitted on a src_w x src_h image at out_w x out_h; uint8 (H, W, C)."""
     n, cols = params.shape
     c = cols - 6
-    p = ti.ndarray(ti.f32, shape=(n, cols))
-    p.from_numpy(np.ascontiguousarray(params, dtype=np.float32))
-    tab = ti.ndarray(ti.f32, shape=(n, TABLE_COLS))
-    kfit.prepare(p, tab, n)
     s_inv = 1.0 / max(src_w, src_h)
     sx, sy = src_w / out_w, src_h / out_h
-    out = ti.ndarray(ti.u8, shape=(out_h, out_w, c))
-    # The CPU finds each pixel's exact top-K from tile-culled lists and blends it at once
-    # (about 5x faster than jump flooding on Kodak files, and no (H, W, K) map is stored);
-    # CUDA keeps jump flooding (7 ms on an H100), the tiled path being unmeasured there.
-    tiles = None if current_arch() == "cuda" else cull_tiles(tab, n, s_inv, out_w, out_h, k, sx, sy)
-    if tiles is not None:
-        krender.render_tiled(out, *tiles.lists(), tab, p, *tiles.geometry(), k, c)
-    else:
-        topk = TopKMap(out_h, out_w, k, sx=sx, sy=sy, seed=seed)
-        topk.build(tab, n, s_inv)
-        krender.render(topk.cur, tab, p, out, topk.sx, topk.sy, s_inv, k, c)
-    return out.to_numpy()
+    p = np.ascontiguousarray(params, dtype=np.float32)
+    if current_arch() != "cuda":
+        # The CPU finds each pixel's exact top-K from tile-culled lists and blends it at
+        # once (about 8x faster than jump flooding on Kodak files, and no (H, W, K) map is
+        # stored). Plain numpy arrays throughout: Taichi works on them in place, so a fresh
+        # process loads no conversion kernels.
+        tab = np.empty((n, TABLE_COLS), np.float32)
+        kfit.prepare(p, tab, n)
+        tiles = cull_tiles(tab, n, s_inv, out_w, out_h, k, sx, sy)
+        if tiles is not None:
+            out = np.empty((out_h, out_w, c), np.uint8)
+            krender.render_tiled(out, *tiles.lists(), tab, p, *tiles.geometry(), k, c)
+            return out
+    # CUDA (7 ms on an H100; the tiled path is unmeasured there), or a file whose sites
+    # defeat culling: build the map by jump flooding.
+    p_dev = ti.ndarray(ti.f32, shape=(n, cols))
+    p_dev.from_numpy(p)
+    tab_dev = ti.ndarray(ti.f32, shape=(n, TABLE_COLS))
+    kfit.prepare(p_dev, tab_dev, n)
+    out_dev = ti.ndarray(ti.u8, shape=(out_h, out_w, c))
+    topk = TopKMap(out_h, out_w, k, sx=sx, sy=sy, seed=seed)
+    topk.build(tab_dev, n, s_inv)
+    krender.render(topk.cur, tab_dev, p_dev, out_dev, topk.sx, topk.sy, s_inv, k, c)
+    return out_dev.to_numpy()
 
 
 def decode_bytes(

@@ -31,18 +31,6 @@ CPU_TASK_CHUNK = 512
 CULL_TASKS = 64
 
 
-def _i64_array(values: np.ndarray):
-    arr = ti.ndarray(ti.i64, shape=(len(values),))
-    arr.from_numpy(np.ascontiguousarray(values, dtype=np.int64))
-    return arr
-
-
-def _i32_array(values: np.ndarray):
-    arr = ti.ndarray(ti.i32, shape=(len(values),))
-    arr.from_numpy(np.ascontiguousarray(values, dtype=np.int32))
-    return arr
-
-
 def tile_levels(w: int, h: int) -> tuple[int, ...]:
     """Tile sides of the culling levels, coarse to fine (Kodak: 512, 128, 32, 8)."""
     sizes = [FINEST_TILE]
@@ -68,10 +56,10 @@ def _tile_areas(w: int, h: int, size: int) -> np.ndarray:
 class TileLists:
     """Each finest tile's surviving sites, best upper bound first (cull_tiles)."""
 
-    lst: object  # int32 site indices
-    ub: object  # float32 their logit upper bounds over the tile
-    off: object  # int64 first entry of each tile
-    cnt: object  # int32 entries of each tile
+    lst: np.ndarray  # int32 site indices
+    ub: np.ndarray  # float32 their logit upper bounds over the tile
+    off: np.ndarray  # int64 first entry of each tile
+    cnt: np.ndarray  # int32 entries of each tile
     size: int  # tile side, in map pixels
     cols: int  # tiles per row
     sx: float
@@ -104,20 +92,19 @@ def cull_tiles(
     everywhere, as in a crafted file) and scoring the survivors would cost more than
     jump flooding; the caller then builds a map by jump flooding."""
     sizes = tile_levels(w, h) if sizes is None else sizes
-    lst = ti.ndarray(ti.i32, shape=(max(n, 1),))
-    lst.from_numpy(np.arange(max(n, 1), dtype=np.int32))
-    off = _i64_array(np.zeros(1, np.int64))
-    cnt = _i32_array(np.array([n], np.int32))
+    # Plain numpy arrays as kernel arguments: on the CPU Taichi reads and writes them in
+    # place, so no from_numpy/to_numpy kernels need loading in a fresh process.
+    lst = np.arange(max(n, 1), dtype=np.int32)
+    off = np.zeros(1, np.int64)
+    cnt = np.array([n], np.int32)
     parent_size, parent_cols = 1 << 30, 1
-    dummy_ub = ti.ndarray(ti.f32, shape=(1,))
+    dummy_ub = np.zeros(1, np.float32)
     ub = dummy_ub
     counts = np.array([n], np.int64)
     for level, size in enumerate(sizes):
         last = level == len(sizes) - 1
         cols, rows = -(-w // size), -(-h // size)
-        thr = ti.ndarray(ti.f32, shape=(cols * rows,))
-        new_cnt = ti.ndarray(ti.i32, shape=(cols * rows,))
-        new_off = _i64_array(np.zeros(cols * rows, np.int64))
+        new_cnt = np.zeros(cols * rows, np.int32)
         ratio = max(parent_size // size, 1)
         geom = (cols, rows, size, ratio, parent_cols, w, h, sx, sy, s_inv)
         pad = cull_pad(cols * rows)
@@ -128,26 +115,28 @@ def cull_tiles(
         tx, ty = np.meshgrid(np.arange(cols), np.arange(rows))
         slots = counts[((ty // ratio) * parent_cols + tx // ratio).ravel()]
         if int(slots.sum()) <= CULL_SLOTS_PER_PIXEL * w * h + n:
-            new_off.from_numpy(np.concatenate(([0], np.cumsum(slots)[:-1])).astype(np.int64))
-            new_lst = ti.ndarray(ti.i32, shape=(max(int(slots.sum()), 1),))
-            ub = ti.ndarray(ti.f32, shape=new_lst.shape)
+            new_off = np.concatenate(([0], np.cumsum(slots)[:-1])).astype(np.int64)
+            new_lst = np.empty(max(int(slots.sum()), 1), np.int32)
+            ub = np.empty(new_lst.shape, np.float32)
             k_topk.tile_cull_once(
                 lst, off, cnt, new_cnt, new_off, new_lst, ub, tab, *geom, int(last), pad, k
             )
-            counts = new_cnt.to_numpy().astype(np.int64)
+            counts = new_cnt.astype(np.int64)
             if int(counts.sum()) > max(MAX_TILE_ENTRIES_PER_PIXEL * w * h, n):
                 return None
         else:
+            thr = np.empty(cols * rows, np.float32)
+            new_off = np.zeros(cols * rows, np.int64)
             k_topk.tile_cull(
                 lst, off, cnt, thr, new_cnt, new_off, lst, dummy_ub, tab, *geom, 0, 0, pad, k
             )
-            counts = new_cnt.to_numpy().astype(np.int64)
+            counts = new_cnt.astype(np.int64)
             total = int(counts.sum())
             if total > max(MAX_TILE_ENTRIES_PER_PIXEL * w * h, n):
                 return None
-            new_off.from_numpy(np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64))
-            new_lst = ti.ndarray(ti.i32, shape=(max(total, 1),))
-            ub = ti.ndarray(ti.f32, shape=(max(total, 1),)) if last else dummy_ub
+            new_off = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
+            new_lst = np.empty(max(total, 1), np.int32)
+            ub = np.empty(max(total, 1), np.float32) if last else dummy_ub
             k_topk.tile_cull(
                 lst, off, cnt, thr, new_cnt, new_off, new_lst, ub, tab, *geom, 1, int(last), pad, k
             )
