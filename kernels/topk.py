@@ -262,6 +262,19 @@ def _logit_bounds(
 
 
 @ti.func
+def _keep_largest(best: ti.template(), v: ti.f32):
+    """Insert v into best, the K largest values so far in descending order."""
+    K = ti.static(best.n)
+    if v > best[K - 1]:
+        best[K - 1] = v
+        for k in ti.static(range(K - 1, 0, -1)):
+            if best[k] > best[k - 1]:
+                tmp = best[k]
+                best[k] = best[k - 1]
+                best[k - 1] = tmp
+
+
+@ti.func
 def _tile_rect(tx: ti.i32, ty: ti.i32, size: ti.i32, w: ti.i32, h: ti.i32, sx: ti.f32, sy: ti.f32):
     """The span of pixel centres of a tile, in fitted-image coordinates."""
     x0 = (ti.cast(tx * size, ti.f32) + 0.5) * sx
@@ -319,13 +332,7 @@ def tile_cull(
             best = ti.Vector([NEG_INF] * K, dt=ti.f32)
             for j in range(parent_cnt[p]):
                 lb, _ = _logit_bounds(tab, parent_list[first + j], x0, x1, y0, y1, s_inv)
-                if lb > best[K - 1]:
-                    best[K - 1] = lb
-                    for k in ti.static(range(K - 1, 0, -1)):
-                        if best[k] > best[k - 1]:
-                            tmp = best[k]
-                            best[k] = best[k - 1]
-                            best[k - 1] = tmp
+                _keep_largest(best, lb)
             thr[t] = best[K - 1]
         m = off[t]
         for j in range(parent_cnt[p]):
@@ -393,13 +400,7 @@ def tile_cull_once(
             lb, ub = _logit_bounds(tab, c, x0, x1, y0, y1, s_inv)
             out[base + j] = c
             out_ub[base + j] = ub
-            if lb > best[K - 1]:
-                best[K - 1] = lb
-                for k in ti.static(range(K - 1, 0, -1)):
-                    if best[k] > best[k - 1]:
-                        tmp = best[k]
-                        best[k] = best[k - 1]
-                        best[k - 1] = tmp
+            _keep_largest(best, lb)
         thr = best[K - 1]
         m = base
         for j in range(parent_cnt[p]):

@@ -77,9 +77,8 @@ def scene():
     return params, target, topk
 
 
-def taichi_loss_and_grad(
-    params: np.ndarray, target: np.ndarray, topk: np.ndarray, banded: bool = True, bands: int = 3
-):
+def upload(params: np.ndarray, target: np.ndarray, topk: np.ndarray):
+    """Taichi copies of the scene: params, their site table, the map and the target."""
     n, cols = params.shape
     p = ti.ndarray(ti.f32, shape=(n, cols))
     p.from_numpy(params)
@@ -89,6 +88,14 @@ def taichi_loss_and_grad(
     tk.from_numpy(topk)
     tg = ti.ndarray(ti.f32, shape=target.shape)
     tg.from_numpy(target)
+    return p, tab, tk, tg
+
+
+def taichi_loss_and_grad(
+    params: np.ndarray, target: np.ndarray, topk: np.ndarray, banded: bool = True, bands: int = 3
+):
+    n, cols = params.shape
+    p, tab, tk, tg = upload(params, target, topk)
     grad = ti.ndarray(ti.f32, shape=(bands if banded else 1, n, cols))
     grad.fill(0)
     loss = ti.ndarray(ti.f32, shape=(topk.shape[0],))
@@ -157,14 +164,7 @@ def test_colour_steps_match_the_full_kernel(scene, banded):
     params, target, topk = scene
     loss_full, g_full = taichi_loss_and_grad(params, target, topk, banded=banded)
     n, cols = params.shape
-    p = ti.ndarray(ti.f32, shape=(n, cols))
-    p.from_numpy(params)
-    tab = ti.ndarray(ti.f32, shape=(n, TABLE_COLS))
-    kfit.prepare(p, tab, n)
-    tk = ti.ndarray(ti.i32, shape=topk.shape)
-    tk.from_numpy(topk)
-    tg = ti.ndarray(ti.f32, shape=target.shape)
-    tg.from_numpy(target)
+    p, tab, tk, tg = upload(params, target, topk)
     wts = ti.ndarray(ti.f32, shape=topk.shape)
     kfit.blend_weights(tk, tab, p, wts, 1.0 / S, K, C)
     grad = ti.ndarray(ti.f32, shape=(3 if banded else 1, n, cols))
