@@ -51,6 +51,14 @@ def recall(ids: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
     return float(hit.sum() / (b >= 0).sum()), float((a[:, 0] == b[:, 0]).mean())
 
 
+def against(img: np.ndarray, ref: np.ndarray) -> tuple[str, float]:
+    """PSNR of a render against the exact render, and the share of pixels that differ."""
+    img = img.astype(np.float64)
+    mse = float(np.mean((img - ref) ** 2))
+    psnr = "inf" if mse == 0 else f"{10 * np.log10(255.0**2 / mse):.1f}"
+    return psnr, float((np.abs(img - ref).max(axis=2) > 0).mean())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("files", nargs="+", type=Path)
@@ -111,10 +119,7 @@ def main() -> None:
                 ti.sync()
                 times.append(time.perf_counter() - t0)
             rec, top1 = recall(m.to_numpy(), ref_ids)
-            img = render(m).astype(np.float64)
-            mse = float(np.mean((img - ref_img) ** 2))
-            psnr = "inf" if mse == 0 else f"{10 * np.log10(255.0**2 / mse):.1f}"
-            differ = float((np.abs(img - ref_img).max(axis=2) > 0).mean())
+            psnr, differ = against(render(m), ref_img)
             ms = 1000 * float(np.median(times[1:]))
             lines.append(
                 f"| {path.name} | {n} | {label} | {ms:.0f} | {rec:.5f} | {top1:.5f} | "
@@ -131,10 +136,7 @@ def main() -> None:
             krender.render_tiled(out, *tiles.lists(), tab, p, *tiles.geometry(), k, c)
             ti.sync()
             times.append(time.perf_counter() - t0)
-        img = out.to_numpy().astype(np.float64)
-        mse = float(np.mean((img - ref_img) ** 2))
-        psnr = "inf" if mse == 0 else f"{10 * np.log10(255.0**2 / mse):.1f}"
-        differ = float((np.abs(img - ref_img).max(axis=2) > 0).mean())
+        psnr, differ = against(out.to_numpy(), ref_img)
         ms = 1000 * float(np.median(times[1:]))
         lines.append(
             f"| {path.name} | {n} | CPU decoder: cull, then top-K and blend in one kernel "

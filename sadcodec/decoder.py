@@ -89,30 +89,33 @@ def render_params(
     c = cols - 6
     s_inv = 1.0 / max(src_w, src_h)
     sx, sy = src_w / out_w, src_h / out_h
-    p = np.ascontiguousarray(params, dtype=np.float32)
-    if current_arch() != "cuda":
-        # The CPU finds each pixel's exact top-K from tile-culled lists and blends it at
-        # once (about 8x faster than jump flooding on Kodak files, and no (H, W, K) map is
-        # stored). Plain numpy arrays throughout: Taichi works on them in place, so a fresh
-        # process loads no conversion kernels.
-        tab = np.empty((n, TABLE_COLS), np.float32)
-        kfit.prepare(p, tab, n)
-        tiles = cull_tiles(tab, n, s_inv, out_w, out_h, k, sx, sy)
-        if tiles is not None:
-            out = np.empty((out_h, out_w, c), np.uint8)
-            krender.render_tiled(out, *tiles.lists(), tab, p, *tiles.geometry(), k, c)
-            return out
+    on_gpu = current_arch() == "cuda"
+
+    def array(shape: tuple, dtype, kind):
+        # On the CPU Taichi works on numpy arrays in place (a fresh process then loads no
+        # conversion kernels); a GPU needs its own buffers.
+        return ti.ndarray(kind, shape=shape) if on_gpu else np.empty(shape, dtype)
+
+    p = array((n, cols), np.float32, ti.f32)
+    if on_gpu:
+        p.from_numpy(np.ascontiguousarray(params, dtype=np.float32))
+    else:
+        p[:] = params
+    tab = array((n, TABLE_COLS), np.float32, ti.f32)
+    kfit.prepare(p, tab, n)
+    out = array((out_h, out_w, c), np.uint8, ti.u8)
+    # The CPU finds each pixel's exact top-K from tile-culled lists and blends it at once
+    # (about 8x faster than jump flooding on Kodak files, and no (H, W, K) map is stored).
     # CUDA (7 ms on an H100; the tiled path is unmeasured there), or a file whose sites
-    # defeat culling: build the map by jump flooding.
-    p_dev = ti.ndarray(ti.f32, shape=(n, cols))
-    p_dev.from_numpy(p)
-    tab_dev = ti.ndarray(ti.f32, shape=(n, TABLE_COLS))
-    kfit.prepare(p_dev, tab_dev, n)
-    out_dev = ti.ndarray(ti.u8, shape=(out_h, out_w, c))
-    topk = TopKMap(out_h, out_w, k, sx=sx, sy=sy, seed=seed)
-    topk.build(tab_dev, n, s_inv)
-    krender.render(topk.cur, tab_dev, p_dev, out_dev, topk.sx, topk.sy, s_inv, k, c)
-    return out_dev.to_numpy()
+    # defeat culling, builds the map by jump flooding.
+    tiles = None if on_gpu else cull_tiles(tab, n, s_inv, out_w, out_h, k, sx, sy)
+    if tiles is not None:
+        krender.render_tiled(out, *tiles.lists(), tab, p, *tiles.geometry(), k, c)
+    else:
+        topk = TopKMap(out_h, out_w, k, sx=sx, sy=sy, seed=seed)
+        topk.build(tab, n, s_inv)
+        krender.render(topk.cur, tab, p, out, topk.sx, topk.sy, s_inv, k, c)
+    return out.to_numpy() if on_gpu else out
 
 
 def decode_bytes(
