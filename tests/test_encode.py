@@ -133,5 +133,6 @@ def test_position_grid_follows_the_rate():
         data = sadcodec.encode(img, bpp=bpp, iterations=20, seed=1)
         info = sadcodec.read_info(data)
         assert info["quantization"]["position_step_px"] == step, bpp
+        assert info["quantization"]["theta_bits"] == 7, bpp
         assert info["bpp"] <= bpp
         assert sadcodec.decode(data).shape == img.shape
