@@ -13,7 +13,7 @@ from . import bitstream, container
 from .backend import current_arch
 from .errors import SadError, SadFormatError
 from .quantize import dequantize
-from .topk import TopKMap, cull_tiles
+from .topk import CULL_SLOTS_PER_PIXEL, MAX_TILE_ENTRIES_PER_PIXEL, TopKMap, cull_tiles
 
 MAX_OUTPUT_PIXELS = 1 << 28
 # Working memory of one decode (two int32 top-K maps, the image and its copy). Refusing
@@ -46,6 +46,16 @@ def parse(data: bytes) -> tuple[container.Header, np.ndarray]:
     return hdr, dequantize(q, spec)
 
 
+def bytes_per_pixel(k: int, channels: int) -> int:
+    """Peak decoder memory per output pixel, whichever path runs: jump flooding's two
+    (H, W, K) int32 maps plus the output, or tile culling at its limits (a level's slots,
+    index and bound, CULL_SLOTS_PER_PIXEL a pixel; its parent's lists and bounds,
+    MAX_TILE_ENTRIES_PER_PIXEL a pixel; the output). Kodak files need far less."""
+    jump_flooding = 8 * k + 2 * channels
+    culling = 8 * (CULL_SLOTS_PER_PIXEL + MAX_TILE_ENTRIES_PER_PIXEL) + channels
+    return max(jump_flooding, culling)
+
+
 def output_size(
     hdr: container.Header, width: int | None, height: int | None, scale: float | None
 ) -> tuple[int, int]:
@@ -71,7 +81,7 @@ def output_size(
             f"output size {width}x{height} is too large (at most {container.MAX_SIDE} per "
             f"side and {MAX_OUTPUT_PIXELS} pixels)"
         )
-    need = width * height * (8 * hdr.k + 2 * hdr.channels)
+    need = width * height * bytes_per_pixel(hdr.k, hdr.channels)
     if need > MAX_DECODE_BYTES:
         raise SadError(
             f"output size {width}x{height} needs {need / 2**30:.1f} GiB to decode at K = "
