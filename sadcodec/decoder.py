@@ -16,7 +16,7 @@ from .quantize import dequantize
 from .topk import CULL_SLOTS_PER_PIXEL, MAX_TILE_ENTRIES_PER_PIXEL, TopKMap, cull_tiles
 
 MAX_OUTPUT_PIXELS = 1 << 28
-# Working memory of one decode (two int32 top-K maps, the image and its copy). Refusing
+# Working memory of one decode (bytes_per_pixel times the output's pixels). Refusing
 # beyond it turns a huge declared size into a clear error instead of a failed allocation,
 # which crashes the process inside Taichi.
 MAX_DECODE_BYTES = 4 << 30

@@ -125,7 +125,7 @@ def test_bad_seed_is_refused(seed):
 
 def test_position_grid_follows_the_rate():
     """From FINE_POSITIONS_FROM_BPP on, positions are stored at 1/8 px (header field),
-    below it at 1/4 px; either file decodes."""
+    below it at 1/4 px; directions have 7 bits at every rate; either file decodes."""
     from sadcodec.encoder import FINE_POSITIONS_FROM_BPP
 
     img = _scene()
