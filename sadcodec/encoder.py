@@ -38,6 +38,20 @@ def as_image(image: np.ndarray) -> np.ndarray:
 # bits a site, which paid at 2 bpp once sites are dense (+0.15 dB on kodim05/13/23 at full
 # size, docs/tuning.md); not measured at 1 bpp, so lower rates keep 1/4 px.
 FINE_POSITIONS_FROM_BPP = 1.5
+# From this rate on, an effort level fits 1.5x its iterations: twice the sites of 1 bpp
+# take longer to settle after the last densify round. At 2 bpp on kodim05/13/16/01,
+# 800 -> 1000 -> 1200 iterations gave a mean +0.16 / +0.25 dB for 1.2x / 1.5x the time
+# (docs/tuning.md). An explicit iteration count is used as given.
+MORE_ITERATIONS_FROM_BPP = 1.5
+DENSE_ITERATION_SCALE = 1.5
+
+
+def effort_iterations(effort: int, bpp: float) -> int:
+    """Fit iterations for an effort level at a target rate."""
+    n = EFFORT_ITERATIONS[effort]
+    if bpp >= MORE_ITERATIONS_FROM_BPP:
+        n = int(round(n * DENSE_ITERATION_SCALE))
+    return n
 
 
 def choose_spec(width: int, height: int, bpp: float | None = None) -> QuantSpec:
@@ -110,7 +124,7 @@ def encode_array(
         e = DEFAULT_EFFORT if effort is None else int(effort)
         if e not in EFFORT_ITERATIONS:
             raise SadError(f"--effort must be 1..9, got {effort}")
-        iterations = EFFORT_ITERATIONS[e]
+        iterations = effort_iterations(e, bpp)
     if iterations < 1 or iterations > 100_000:
         raise SadError(f"--iterations must be 1..100000, got {iterations}")
     spec = choose_spec(w, h, bpp)

@@ -136,3 +136,21 @@ def test_position_grid_follows_the_rate():
         assert info["quantization"]["theta_bits"] == 7, bpp
         assert info["bpp"] <= bpp
         assert sadcodec.decode(data).shape == img.shape
+
+
+def test_effort_iterations_follow_the_rate():
+    """From MORE_ITERATIONS_FROM_BPP on an effort level fits 1.5x its iterations, below it
+    exactly the level's count; an explicit count is passed through unchanged."""
+    from sadcodec import encoder
+
+    edge = encoder.MORE_ITERATIONS_FROM_BPP
+    for e, n in encoder.EFFORT_ITERATIONS.items():
+        assert encoder.effort_iterations(e, 1.0) == n
+        assert encoder.effort_iterations(e, edge - 1e-9) == n
+        assert encoder.effort_iterations(e, edge) == round(n * 1.5)
+        assert encoder.effort_iterations(e, 2.0) == round(n * 1.5)
+    img = _scene()
+    _, low = encoder.encode_array(img, 1.0, effort=1)
+    _, high = encoder.encode_array(img, 2.0, effort=1)
+    _, given = encoder.encode_array(img, 2.0, iterations=33)
+    assert (low.iterations, high.iterations, given.iterations) == (200, 300, 33)
