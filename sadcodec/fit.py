@@ -59,6 +59,11 @@ class FitConfig:
     # (the same gradient, without recomputing logits or geometry gradients).
     colour_steps: bool = True
     profile: bool = False  # exact per-stage timers on a GPU (a sync per stage)
+    # Stencil of the step-1 passes that keep the map fresh while fitting (4 or 8).
+    refresh_stencil: int = 4
+    # For benchmarks: keep a copy of the map after its last refresh before the geometry
+    # freezes, with the sites it was refreshed for (FitResult.map_at_freeze).
+    snapshot_map: bool = False
     # Adam step sizes per group (units: px, rad, log, px, log, colour in [0, 1]), chosen
     # by a sweep on three half-size Kodak images at 1 bpp (docs/tuning.md).
     lr: dict = field(
@@ -82,6 +87,9 @@ class FitResult:
     iterations: int
     seconds: float
     stage_seconds: dict
+    # (ids (H, W, K), params (n, 6 + C)): the map after its last refresh before the
+    # freeze and the sites it was refreshed for, if FitConfig.snapshot_map
+    map_at_freeze: tuple[np.ndarray, np.ndarray] | None = None
 
 
 Progress = Callable[[dict], None]
@@ -130,6 +138,7 @@ class Fitter:
         self.step_count = 0
         self.timers: dict[str, float] = {}
         self.wts = None  # softmax weights of the frozen phase's colour-only steps
+        self.map_at_freeze: tuple[np.ndarray, np.ndarray] | None = None
         self._wts_stale = True
 
     # -- host <-> device -------------------------------------------------------------
@@ -199,7 +208,15 @@ class Fitter:
         src = self.show(spec)
         if refresh and not self.frozen:
             t0 = self._tick("prepare", t0)
-            self.map.refresh(self.tab, self.n, self.s_inv, stencil=4, inject=self.cfg.inject)
+            self.map.refresh(
+                self.tab,
+                self.n,
+                self.s_inv,
+                stencil=self.cfg.refresh_stencil,
+                inject=self.cfg.inject,
+            )
+            if self.cfg.snapshot_map:  # the last one before the freeze is what remains
+                self.map_at_freeze = (self.map.to_numpy(), src.to_numpy()[: self.n].copy())
             t0 = self._tick("topk", t0)
         if self.frozen and self.cfg.colour_steps:
             # Geometry and map are fixed, so are the softmax weights: compute them once
@@ -498,6 +515,7 @@ def fit_to_budget(
         iterations=iters,
         seconds=time.perf_counter() - t_start,
         stage_seconds=dict(fitter.timers),
+        map_at_freeze=fitter.map_at_freeze,
     )
 
 

@@ -299,3 +299,30 @@ def test_tile_levels_keep_the_root_level_small():
         assert sizes[-1] == 8
         assert all(a == 4 * b for a, b in zip(sizes, sizes[1:], strict=False))
         assert -(-w // sizes[0]) * -(-h // sizes[0]) <= ROOT_TILES
+
+
+@pytest.mark.parametrize("k, stencil", [(8, 4), (4, 8)])
+def test_map_kept_while_fitting_is_near_the_brute_force(k, stencil):
+    """The map a fit maintains (exact rebuild after densify, then step-1 refreshes every
+    few iterations while sites move) is still close to the true top-K when the geometry
+    freezes; a snapshot of it is what bench/topk_fit.py measures."""
+    from sadcodec import encoder
+    from sadcodec.fit import FitConfig, fit_to_budget
+
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[0:H, 0:W]
+    img = np.stack([xx / W, yy / H, 0.5 + 0.4 * np.sin(xx / 3.0) * np.cos(yy / 5.0)], axis=2)
+    img = (img + rng.normal(0, 0.02, img.shape)).clip(0, 1).astype(np.float32)
+    spec = encoder.choose_spec(W, H, 2.0)
+    cfg = FitConfig(iterations=60, densify_every=10, k=k, seed=3)
+    cfg.refresh_stencil = stencil
+    cfg.snapshot_map = True
+    res = fit_to_budget(img, W * H // 4, encoder.make_writer(W, H, C, k, spec), spec, cfg)
+    ids, sites = res.map_at_freeze
+    assert ids.shape == (H, W, k)
+    x, y = points(W, H)
+    m = measure(ids, logits(sites, x, y))
+    report(f"map at the freeze, K={k}, {stencil}-stencil, {len(sites)} sites", m)
+    assert m["dups"] == 0
+    assert m["recall"] >= 0.97
+    assert m["top1"] >= 0.99
