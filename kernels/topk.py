@@ -54,19 +54,20 @@ def _insert(ids: ti.template(), sc: ti.template(), cand: ti.i32, s: ti.f32):
 def _insert_ranked(ids: ti.template(), sc: ti.template(), cand: ti.i32, s: ti.f32):
     """_insert under the total order (score descending, index ascending): the same list
     whatever order the candidates come in. Scanning indices in ascending order with
-    _insert gives this order too, so both agree with the brute force."""
+    _insert gives this order too, so both agree with the brute force. A loop, not
+    unrolled like _insert: its one caller sits in the decoder, which loads kernels fresh."""
     n = ti.static(ids.n)
     if s > sc[n - 1] or (s == sc[n - 1] and cand < ids[n - 1]):
-        ids[n - 1] = cand
-        sc[n - 1] = s
-        for k in ti.static(range(n - 1, 0, -1)):
-            if sc[k] > sc[k - 1] or (sc[k] == sc[k - 1] and ids[k] < ids[k - 1]):
-                i_tmp = ids[k]
+        k = n - 1
+        for _ in range(n - 1):
+            if s > sc[k - 1] or (s == sc[k - 1] and cand < ids[k - 1]):
                 ids[k] = ids[k - 1]
-                ids[k - 1] = i_tmp
-                s_tmp = sc[k]
                 sc[k] = sc[k - 1]
-                sc[k - 1] = s_tmp
+                k -= 1
+            else:
+                break
+        ids[k] = cand
+        sc[k] = s
 
 
 @ti.kernel
@@ -444,20 +445,22 @@ def tile_pixel_topk(
     K = ti.static(prev.n)
     ids = ti.Vector([-1] * K, dt=ti.i32)
     sc = ti.Vector([NEG_INF] * K, dt=ti.f32)
-    for k in range(K):  # not unrolled: a kernel's load time grows with its code
-        c = prev[k]
+    # One loop and one insertion site for both phases (j < 0: the previous pixel's sites),
+    # none of it unrolled: the kernels load in a fresh process at a cost that grows with
+    # their code, and a decode runs them once.
+    for j in range(-K, cnt[t]):
+        c = -1
+        if j < 0:
+            c = prev[j + K]
+        else:
+            e = off[t] + j
+            if ub[e] < sc[K - 1]:
+                break
+            c = lst[e]
+            for k in range(K):
+                if prev[k] == c:
+                    c = -1
         if c >= 0:
-            _insert_ranked(ids, sc, c, site_logit(tab, c, px, py, s_inv))
-    for j in range(cnt[t]):
-        e = off[t] + j
-        if ub[e] < sc[K - 1]:
-            break
-        c = lst[e]
-        seen = False
-        for k in ti.static(range(K)):
-            if prev[k] == c:
-                seen = True
-        if not seen:
             _insert_ranked(ids, sc, c, site_logit(tab, c, px, py, s_inv))
     return ids, sc
 

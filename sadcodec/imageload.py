@@ -302,6 +302,10 @@ def _save_options(fmt: str) -> dict[str, object]:
         return {"quality": 95, "subsampling": 0}
     if fmt == "WEBP":
         return {"lossless": True, "exact": True}  # keep RGB under alpha 0
+    if fmt == "PNG":
+        # zlib level 3 (Pillow's default is 6): 2.5x faster on a decoded Kodak image (37 vs
+        # 92 ms, a third of a `sad decode` past start-up) for a file 0.3% larger.
+        return {"compress_level": 3}
     if fmt == "TIFF" and features.check("libtiff"):
         return {"compression": "tiff_deflate"}
     return {}
