@@ -55,7 +55,8 @@ def _insert_ranked(ids: ti.template(), sc: ti.template(), cand: ti.i32, s: ti.f3
     """_insert under the total order (score descending, index ascending): the same list
     whatever order the candidates come in. Scanning indices in ascending order with
     _insert gives this order too, so both agree with the brute force. A loop, not
-    unrolled like _insert: its one caller sits in the decoder, which loads kernels fresh."""
+    unrolled like _insert: its caller (tile_pixel_topk) is in the decoder's render kernel,
+    which every `sad decode` process loads afresh, at a cost that grows with its code."""
     n = ti.static(ids.n)
     if s > sc[n - 1] or (s == sc[n - 1] and cand < ids[n - 1]):
         k = n - 1
