@@ -10,10 +10,15 @@ import taichi as ti
 
 from kernels import topk as k_topk
 
-# The culling levels: tiles of 8 pixels, then 4x coarser levels up to one with at most
-# ROOT_TILES tiles. The root level tests every site against each of its tiles, so it
-# must stay small as images grow; the last level leaves each pixel a short list.
+# The culling levels: tiles of 8 pixels, then levels LEVEL_RATIO times coarser up to one
+# with at most ROOT_TILES tiles. The root level tests every site against each of its
+# tiles, so it must stay small as images grow; the last level leaves each pixel a short
+# list. A level tests each of its parent's sites ratio^2 times, so halving the side per
+# level (4 children) culls for less than quartering it (16 children) despite the extra
+# levels: 36 -> 29 ms on a Kodak file at 1 bpp, 66 -> 43 ms at 2 bpp, 3.96 -> 2.36 s on a
+# 24 MP mosaic (the same lists: each level keeps a superset of what its children keep).
 FINEST_TILE = 8
+LEVEL_RATIO = 2
 ROOT_TILES = 16
 # A crafted file could make every tile keep every site: a level may keep at most this
 # many entries per map pixel (Kodak files keep ~0.6 at 8x8 tiles) before the build falls
@@ -22,8 +27,8 @@ MAX_TILE_ENTRIES_PER_PIXEL = 2
 # One-launch culling gives each tile a slot as long as its parent's list; it is used
 # while the slots of a level total at most this many entries (8 bytes each) per map pixel
 # plus the site count, else the level is counted and filled in two launches. Kodak files
-# need 1-3 at 1 bpp, 6 at 2 bpp; 64 bytes a pixel is less than the (H, W, K) map the
-# fused decoder no longer stores.
+# need at most 1.4 at 1 bpp and 2.2 at 2 bpp (at the finest level); 64 bytes a pixel is
+# less than the (H, W, K) map the fused decoder no longer stores.
 CULL_SLOTS_PER_PIXEL = 8
 # Taichi's CPU scheduler gives each thread at least this many loop iterations at a time;
 # culling levels are padded out to this many tasks (4 per thread of a 16-thread CPU).
@@ -32,10 +37,10 @@ CULL_TASKS = 64
 
 
 def tile_levels(w: int, h: int) -> tuple[int, ...]:
-    """Tile sides of the culling levels, coarse to fine (Kodak: 512, 128, 32, 8)."""
+    """Tile sides of the culling levels, coarse to fine (Kodak: 256, 128, 64, 32, 16, 8)."""
     sizes = [FINEST_TILE]
     while -(-w // sizes[-1]) * -(-h // sizes[-1]) > ROOT_TILES:
-        sizes.append(sizes[-1] * 4)
+        sizes.append(sizes[-1] * LEVEL_RATIO)
     return tuple(reversed(sizes))
 
 

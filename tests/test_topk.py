@@ -292,12 +292,12 @@ def test_tiled_build_culls(params, monkeypatch):
 def test_tile_levels_keep_the_root_level_small():
     from sadcodec.topk import ROOT_TILES, tile_levels
 
-    assert tile_levels(768, 512) == (512, 128, 32, 8)
+    assert tile_levels(768, 512) == (256, 128, 64, 32, 16, 8)
     assert tile_levels(8, 8) == (8,)
     for w, h in [(6000, 4000), (65535, 4096), (1, 30000)]:
         sizes = tile_levels(w, h)
         assert sizes[-1] == 8
-        assert all(a == 4 * b for a, b in zip(sizes, sizes[1:], strict=False))
+        assert all(a == 2 * b for a, b in zip(sizes, sizes[1:], strict=False))
         assert -(-w // sizes[0]) * -(-h // sizes[0]) <= ROOT_TILES
 
 
