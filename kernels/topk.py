@@ -50,27 +50,6 @@ def _insert(ids: ti.template(), sc: ti.template(), cand: ti.i32, s: ti.f32):
                 sc[k - 1] = s_tmp
 
 
-@ti.func
-def _insert_ranked(ids: ti.template(), sc: ti.template(), cand: ti.i32, s: ti.f32):
-    """_insert under the total order (score descending, index ascending): the same list
-    whatever order the candidates come in. Scanning indices in ascending order with
-    _insert gives this order too, so both agree with the brute force. A loop, not
-    unrolled like _insert: its caller (tile_pixel_topk) is in the decoder's render kernel,
-    which every `sad decode` process loads afresh, at a cost that grows with its code."""
-    n = ti.static(ids.n)
-    if s > sc[n - 1] or (s == sc[n - 1] and cand < ids[n - 1]):
-        k = n - 1
-        for _ in range(n - 1):
-            if s > sc[k - 1] or (s == sc[k - 1] and cand < ids[k - 1]):
-                ids[k] = ids[k - 1]
-                sc[k] = sc[k - 1]
-                k -= 1
-            else:
-                break
-        ids[k] = cand
-        sc[k] = s
-
-
 @ti.kernel
 def clear(topk: ti.types.ndarray(dtype=ti.i32, ndim=3)):
     for y, x, k in topk:
@@ -424,57 +403,78 @@ def tile_cull_once(
         cnt[t] = ti.cast(m - base, ti.i32)
 
 
+# Pixels of a tile row scored together: one site's logits at ROW pixels are the same
+# arithmetic on ROW lanes, which LLVM vectorises (the pixel loop is unrolled), where a
+# pixel-by-pixel scan spends its time on one dependent chain per site.
+ROW = 8
+
+
 @ti.func
-def tile_pixel_topk(
+def tile_row_topk(
     lst: ti.template(),
     ub: ti.template(),
     off: ti.template(),
     cnt: ti.template(),
     tab: ti.template(),
     t: ti.i32,
-    px: ti.f32,
+    x0: ti.i32,
+    nx: ti.i32,
     py: ti.f32,
+    sx: ti.f32,
     s_inv: ti.f32,
-    prev: ti.template(),
+    ids: ti.template(),
+    sc: ti.template(),
 ):
-    """A pixel's exact top-K (ids, scores) among tile t's surviving sites, given best
-    bound first. The previous pixel's K sites (prev, from the same list) are scored
-    first, so the K-th score starts near its final value; the scan then stops at the
-    first site whose upper bound is below it, as no later site can enter. Ties are broken
-    by index (_insert_ranked), so the result does not depend on the order the sites come
-    in and equals the brute force's."""
-    K = ti.static(prev.n)
-    ids = ti.Vector([-1] * K, dt=ti.i32)
-    sc = ti.Vector([NEG_INF] * K, dt=ti.f32)
-    # One loop and one insertion site for both phases (j < 0: the previous pixel's sites),
-    # none of it unrolled: the kernels load in a fresh process at a cost that grows with
-    # their code, and a decode runs them once.
-    for j in range(-K, cnt[t]):
-        c = -1
-        if j < 0:
-            c = prev[j + K]
-        else:
-            e = off[t] + j
-            if ub[e] < sc[K - 1]:
-                break
-            c = lst[e]
-            for k in range(K):
-                if prev[k] == c:
-                    c = -1
-        if c >= 0:
-            _insert_ranked(ids, sc, c, site_logit(tab, c, px, py, s_inv))
-    return ids, sc
+    """The exact top-K (ids, logits; best first) of the nx <= ROW pixels from column x0 of
+    a tile row at height py, among tile t's surviving sites, given best bound first; ids
+    and sc are (ROW, K), filled with -1 and NEG_INF. The scan stops at the first site whose
+    bound is below every pixel's K-th score, as no later site can enter any list. Ties go
+    to the lower index, so the result does not depend on the order the sites come in and
+    equals the brute force's (the logit is site_logit's arithmetic, in its order)."""
+    R = ti.static(ids.n)
+    K = ti.static(ids.m)
+    lanes = ti.Vector([p for p in ti.static(range(R))], dt=ti.i32)
+    # A lane past the row's end is no pixel: never entered, never holds the scan.
+    kth = ti.select(lanes < nx, NEG_INF, -NEG_INF)
+    first = off[t]
+    for j in range(cnt[t]):
+        if ub[first + j] < kth.min():
+            break
+        c = lst[first + j]
+        # Vector arithmetic, one lane a pixel (Taichi traces it once, not once per lane).
+        dx = (ti.cast(x0 + lanes, ti.f32) + 0.5) * sx - tab[c, 0]
+        dy = py - tab[c, 1]
+        al = tab[c, 2] * dx + tab[c, 3] * dy
+        be = -tab[c, 3] * dx + tab[c, 2] * dy
+        q = tab[c, 4] * al * al + tab[c, 5] * be * be + Q_EPS
+        s = -tab[c, 7] * (ti.sqrt(q) - tab[c, 6]) * s_inv
+        # The insertion is a loop over the pixels, not unrolled: a `sad decode` process
+        # loads the render kernel afresh, at a cost that grows with its code.
+        for p in range(R):
+            v = s[p]
+            if v > kth[p] or (v == kth[p] and c < ids[p, K - 1]):
+                k = K - 1
+                for _ in range(K - 1):
+                    if v > sc[p, k - 1] or (v == sc[p, k - 1] and c < ids[p, k - 1]):
+                        ids[p, k] = ids[p, k - 1]
+                        sc[p, k] = sc[p, k - 1]
+                        k -= 1
+                    else:
+                        break
+                ids[p, k] = c
+                sc[p, k] = v
+                kth[p] = sc[p, K - 1]
 
 
 @ti.func
-def tile_pixel(t: ti.i32, j: ti.i32, size: ti.i32, cols: ti.i32):
-    """Pixel j of tile t in snake order (rows alternate direction), so consecutive
-    pixels are neighbours and share most of their sites."""
-    ry = j // size
-    rx = j % size
-    if ry % 2 == 1:
-        rx = size - 1 - rx
-    return (t % cols) * size + rx, (t // cols) * size + ry
+def tile_row(u: ti.i32, size: ti.i32, cols: ti.i32, w: ti.i32):
+    """Work item u of the scoring kernels: its tile, first column and pixel count, row."""
+    chunks = (size + ROW - 1) // ROW
+    t = u // (size * chunks)
+    r = u % (size * chunks)
+    x0 = (t % cols) * size + (r % chunks) * ROW
+    nx = ti.max(ti.min(ROW, ti.min((t % cols) * size + size, w) - x0), 0)
+    return t, x0, nx, (t // cols) * size + r // chunks
 
 
 @ti.kernel
@@ -493,23 +493,20 @@ def tile_topk(
     pad: ti.i32,
     K: ti.template(),
 ):
-    """Each pixel's exact top-K among its tile's surviving sites (tile_pixel_topk): one
-    thread walks a tile's pixels, each seeded with the previous one's sites. Tiles are
-    padded out as in tile_cull."""
+    """Each pixel's exact top-K among its tile's surviving sites (tile_row_topk), a row of
+    up to ROW pixels per work item. Items are padded out as in tile_cull."""
     h = dst.shape[0]
     w = dst.shape[1]
-    tiles = cols * ((h + size - 1) // size)
-    for u in range(tiles * pad):
+    items = cols * ((h + size - 1) // size) * size * ((size + ROW - 1) // ROW)
+    for u in range(items * pad):
         if u % pad != 0:
             continue
-        t = u // pad
-        prev = ti.Vector([-1] * K, dt=ti.i32)
-        for j in range(size * size):
-            x, y = tile_pixel(t, j, size, cols)
-            if x < w and y < h:
-                px = (ti.cast(x, ti.f32) + 0.5) * sx
-                py = (ti.cast(y, ti.f32) + 0.5) * sy
-                ids, _ = tile_pixel_topk(lst, ub, off, cnt, tab, t, px, py, s_inv, prev)
+        t, x0, nx, y = tile_row(u // pad, size, cols, w)
+        if y < h and nx > 0:
+            ids = ti.Matrix([[-1] * K for _ in range(ROW)], dt=ti.i32)
+            sc = ti.Matrix([[NEG_INF] * K for _ in range(ROW)], dt=ti.f32)
+            py = (ti.cast(y, ti.f32) + 0.5) * sy
+            tile_row_topk(lst, ub, off, cnt, tab, t, x0, nx, py, sx, s_inv, ids, sc)
+            for p in range(nx):
                 for k in ti.static(range(K)):
-                    dst[y, x, k] = ids[k]
-                prev = ids
+                    dst[y, x0 + p, k] = ids[p, k]

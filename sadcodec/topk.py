@@ -75,9 +75,11 @@ class TileLists:
         return self.lst, self.ub, self.off, self.cnt
 
     def geometry(self) -> tuple:
-        """The scoring kernels' arguments after the lists (tile_topk, render_tiled)."""
+        """The scoring kernels' arguments after the lists (tile_topk, render_tiled), padded
+        for their work items: each tile row in pieces of up to k_topk.ROW pixels."""
         rows = -(-int(self.cnt.shape[0]) // self.cols)
-        return self.size, self.cols, self.sx, self.sy, self.s_inv, cull_pad(self.cols * rows)
+        items = self.cols * rows * self.size * -(-self.size // k_topk.ROW)
+        return self.size, self.cols, self.sx, self.sy, self.s_inv, cull_pad(items)
 
 
 def cull_tiles(
