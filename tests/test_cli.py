@@ -517,6 +517,34 @@ def test_python_m_and_info_without_taichi(encoded):
     assert res.stderr.strip() == f"sad: error: cannot read '{d / 'missing.sad'}': no such file"
 
 
+def test_sad_command_exits_quickly_but_completely(encoded, tmp_path):
+    """`python -m sadcodec` skips the interpreter's teardown (cli.run): the output is
+    complete, the exit code is kept, and Taichi's offline cache is still written."""
+    d, _, _, _ = encoded
+    cache = tmp_path / "cache"
+    env = {**os.environ, "PYTHONPATH": _pythonpath(), "TI_OFFLINE_CACHE_FILE_PATH": str(cache)}
+    out = tmp_path / "out.png"
+    cmd = [sys.executable, "-m", "sadcodec", "decode", str(d / "out.sad"), "-o", str(out), "-q"]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr
+    with contextlib.redirect_stdout(io.StringIO()):
+        from sadcodec import decode
+
+        expected = decode((d / "out.sad").read_bytes())
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), expected)
+    assert (cache / "ticache.tcb").is_file()
+    assert list(cache.glob("*.tic"))
+    res = subprocess.run(
+        cmd[:-3] + ["-o", str(tmp_path / "x.unknown")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
+    assert res.returncode == 1 and res.stderr.startswith("sad: error:"), res.stderr
+
+
 OLD_OUTPUT = b"SAD\x1a the previous output, which an interrupted encode must not touch"
 
 
