@@ -337,6 +337,42 @@ def tile_cull(
             cnt[t] = ti.cast(m - off[t], ti.i32)
 
 
+@ti.func
+def _block_bounds(tab: ti.template(), i: ti.i32, x0, x1, y0, y1, s_inv: ti.f32):
+    """_logit_bounds of site i over several rectangles at once (x0.. are vectors, one
+    lane a tile): the same arithmetic, with the inside test as a select, so LLVM
+    vectorises it across the tiles."""
+    cs = tab[i, 2]
+    sn = tab[i, 3]
+    ea = tab[i, 4]
+    eb = tab[i, 5]
+    qa = ea * cs * cs + eb * sn * sn
+    qc = ea * sn * sn + eb * cs * cs
+    qb = (ea - eb) * cs * sn
+    u0 = x0 - tab[i, 0]
+    u1 = x1 - tab[i, 0]
+    v0 = y0 - tab[i, 1]
+    v1 = y1 - tab[i, 1]
+    qmax = ti.max(
+        ti.max(_quad(qa, qb, qc, u0, v0), _quad(qa, qb, qc, u0, v1)),
+        ti.max(_quad(qa, qb, qc, u1, v0), _quad(qa, qb, qc, u1, v1)),
+    )
+    edges = ti.min(
+        ti.min(_edge_min(qa, qb, qc, u0, v0, v1), _edge_min(qa, qb, qc, u1, v0, v1)),
+        ti.min(_edge_min(qc, qb, qa, v0, u0, u1), _edge_min(qc, qb, qa, v1, u0, u1)),
+    )
+    inside = (u0 <= 0.0) & (u1 >= 0.0) & (v0 <= 0.0) & (v1 >= 0.0)
+    qmin = ti.select(inside, 0.0, edges)
+    near = ti.sqrt(ti.max(qmin, 0.0) + Q_EPS)
+    far = ti.sqrt(qmax + Q_EPS)
+    r = tab[i, 6]
+    scale = tab[i, 7] * s_inv
+    ub = -scale * (near - r)
+    lb = -scale * (far - r)
+    slack = BOUND_SLACK * scale * (far + ti.abs(r) + 1.0)
+    return lb - slack, ub + slack
+
+
 @ti.kernel
 def tile_cull_once(
     parent_list: ti.types.ndarray(dtype=ti.i32, ndim=1),
@@ -364,43 +400,82 @@ def tile_cull_once(
     """tile_cull in one launch, each site's bounds computed once: every tile owns a slot
     of its parent's length from out[off[tile]] on (the caller sizes them), writes all the
     parent's sites and upper bounds there, then compacts the slot to those reaching the
-    K-th best lower bound, and sets cnt (ranked: sorted by bound, best first)."""
-    for u in range(cols * rows * pad):
+    K-th best lower bound, and sets cnt (ranked: sorted by bound, best first).
+
+    A work item is a 2x2 block of tiles with one parent (ratio even, or the root level's
+    single parent), so each parent site is loaded once and bounded over the four tiles
+    as four vector lanes; with an odd ratio a block is one tile."""
+    blk = 1
+    if ratio % 2 == 0 or parent_cols == 1 and ratio >= cols and ratio >= rows:
+        blk = 2
+    bcols = (cols + blk - 1) // blk
+    brows = (rows + blk - 1) // blk
+    for u in range(bcols * brows * pad):
         if u % pad != 0:
             continue
-        t = u // pad
-        tx = t % cols
-        ty = t // cols
-        x0, x1, y0, y1 = _tile_rect(tx, ty, size, w, h, sx, sy)
-        p = (ty // ratio) * parent_cols + tx // ratio
+        b = u // pad
+        bx = (b % bcols) * blk
+        by = (b // bcols) * blk
+        lx = ti.Vector([0, 1, 0, 1], dt=ti.i32)
+        ly = ti.Vector([0, 0, 1, 1], dt=ti.i32)
+        tx = bx + lx
+        ty = by + ly
+        valid = (tx < cols) & (ty < rows) & ((lx + ly == 0) | (blk == 2))
+        x0 = (ti.cast(tx * size, ti.f32) + 0.5) * sx
+        x1 = (ti.cast(ti.min(tx * size + size, w) - 1, ti.f32) + 0.5) * sx
+        y0 = (ti.cast(ty * size, ti.f32) + 0.5) * sy
+        y1 = (ti.cast(ti.min(ty * size + size, h) - 1, ti.f32) + 0.5) * sy
+        p = (by // ratio) * parent_cols + bx // ratio
         first = parent_off[p]
-        base = off[t]
-        best = ti.Vector([NEG_INF] * K, dt=ti.f32)
-        for j in range(parent_cnt[p]):
+        n = parent_cnt[p]
+        base = ti.Vector([0, 0, 0, 0], dt=ti.i64)
+        for lane in ti.static(range(4)):
+            if valid[lane]:
+                base[lane] = off[ty[lane] * cols + tx[lane]]
+        best = ti.Matrix([[NEG_INF] * K for _ in range(4)], dt=ti.f32)
+        kth = ti.Vector([NEG_INF] * 4, dt=ti.f32)
+        for j in range(n):
             c = parent_list[first + j]
-            lb, ub = _logit_bounds(tab, c, x0, x1, y0, y1, s_inv)
-            out[base + j] = c
-            out_ub[base + j] = ub
-            _keep_largest(best, lb)
-        thr = best[K - 1]
-        m = base
-        for j in range(parent_cnt[p]):
-            # Entries move only down to m <= base + j: what is still to be read stays.
-            ub = out_ub[base + j]
-            if ub >= thr:
-                c = out[base + j]
-                q = m
-                if ranked != 0:
-                    while q > base:
-                        if out_ub[q - 1] >= ub:
-                            break
-                        out[q] = out[q - 1]
-                        out_ub[q] = out_ub[q - 1]
-                        q -= 1
-                out[q] = c
-                out_ub[q] = ub
-                m += 1
-        cnt[t] = ti.cast(m - base, ti.i32)
+            lb, ub = _block_bounds(tab, c, x0, x1, y0, y1, s_inv)
+            for lane in ti.static(range(4)):
+                if valid[lane]:
+                    out[base[lane] + j] = c
+                    out_ub[base[lane] + j] = ub[lane]
+            if (lb > kth).any():
+                for lane in range(4):
+                    v = lb[lane]
+                    if v > kth[lane]:
+                        k = K - 1
+                        for _ in range(K - 1):
+                            if v > best[lane, k - 1]:
+                                best[lane, k] = best[lane, k - 1]
+                                k -= 1
+                            else:
+                                break
+                        best[lane, k] = v
+                        kth[lane] = best[lane, K - 1]
+        for lane in range(4):
+            if valid[lane]:
+                t = ty[lane] * cols + tx[lane]
+                thr = kth[lane]
+                m = base[lane]
+                for j in range(n):
+                    # Entries move only down to m <= base + j: what is still to be read stays.
+                    ub = out_ub[base[lane] + j]
+                    if ub >= thr:
+                        c = out[base[lane] + j]
+                        q = m
+                        if ranked != 0:
+                            while q > base[lane]:
+                                if out_ub[q - 1] >= ub:
+                                    break
+                                out[q] = out[q - 1]
+                                out_ub[q] = out_ub[q - 1]
+                                q -= 1
+                        out[q] = c
+                        out_ub[q] = ub
+                        m += 1
+                cnt[t] = ti.cast(m - base[lane], ti.i32)
 
 
 # Pixels of a tile row scored together: one site's logits at ROW pixels are the same
@@ -436,9 +511,10 @@ def tile_row_topk(
     lanes = ti.Vector([p for p in ti.static(range(R))], dt=ti.i32)
     # A lane past the row's end is no pixel: never entered, never holds the scan.
     kth = ti.select(lanes < nx, NEG_INF, -NEG_INF)
+    thr = NEG_INF  # min of kth: no site below it can enter any lane's list
     first = off[t]
     for j in range(cnt[t]):
-        if ub[first + j] < kth.min():
+        if ub[first + j] < thr:
             break
         c = lst[first + j]
         # Vector arithmetic, one lane a pixel (Taichi traces it once, not once per lane).
@@ -448,22 +524,25 @@ def tile_row_topk(
         be = -tab[c, 3] * dx + tab[c, 2] * dy
         q = tab[c, 4] * al * al + tab[c, 5] * be * be + Q_EPS
         s = -tab[c, 7] * (ti.sqrt(q) - tab[c, 6]) * s_inv
+        # Most sites after the first few enter no lane: one vector compare skips them.
         # The insertion is a loop over the pixels, not unrolled: a `sad decode` process
         # loads the render kernel afresh, at a cost that grows with its code.
-        for p in range(R):
-            v = s[p]
-            if v > kth[p] or (v == kth[p] and c < ids[p, K - 1]):
-                k = K - 1
-                for _ in range(K - 1):
-                    if v > sc[p, k - 1] or (v == sc[p, k - 1] and c < ids[p, k - 1]):
-                        ids[p, k] = ids[p, k - 1]
-                        sc[p, k] = sc[p, k - 1]
-                        k -= 1
-                    else:
-                        break
-                ids[p, k] = c
-                sc[p, k] = v
-                kth[p] = sc[p, K - 1]
+        if (s >= kth).any():
+            for p in range(R):
+                v = s[p]
+                if v > kth[p] or (v == kth[p] and c < ids[p, K - 1]):
+                    k = K - 1
+                    for _ in range(K - 1):
+                        if v > sc[p, k - 1] or (v == sc[p, k - 1] and c < ids[p, k - 1]):
+                            ids[p, k] = ids[p, k - 1]
+                            sc[p, k] = sc[p, k - 1]
+                            k -= 1
+                        else:
+                            break
+                    ids[p, k] = c
+                    sc[p, k] = v
+                    kth[p] = sc[p, K - 1]
+            thr = kth.min()
 
 
 @ti.func

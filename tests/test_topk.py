@@ -200,11 +200,15 @@ def test_exact_kernel_is_the_brute_force_top_k(params):
     assert m["top1"] == 1.0
 
 
-@pytest.mark.parametrize("sizes", [(256, 64, 16), (32, 8, 4), (16,)], ids=str)
+@pytest.mark.parametrize(
+    "sizes", [(256, 64, 16), (32, 8, 4), (16,), (32, 16, 8), (24, 8), (30, 10, 5)], ids=str
+)
 @pytest.mark.parametrize("scale", [1.0, 2.0, 0.5])
 def test_tiled_build_is_the_brute_force_top_k(params, sizes, scale):
     """The decoder's tile-culling build returns exactly the brute-force map, at the fitted
-    resolution, at half size and at twice the size, whatever the tile levels."""
+    resolution, at half size and at twice the size, whatever the tile levels: halving
+    (2x2 blocks of tiles culled together), an odd ratio (one tile at a time), tiles
+    narrower than a scoring row."""
     _, tab = upload(params)
     h, w = round(H / scale), round(W / scale)
     ref = TopKMap(h, w, K, sx=scale, sy=scale)
