@@ -83,12 +83,20 @@ def main() -> None:
         ("forward+backward, atomics (GPU path)", fb(False)),
         ("top-K refresh: one step-1 pass, 4-stencil", lambda: f.map.refresh(f.tab, n, f.s_inv)),
         ("site statistics (densify/prune)", lambda: f.site_stats(None)),
-        ("top-K build from scratch (decoder)", build),
+        ("top-K build from scratch, jump flooding (CUDA decoder)", build),
         (
             "render (decoder)",
             lambda: krender.render(f.map.cur, f.tab, f.params, out, 1.0, 1.0, f.s_inv, k, c),
         ),
     ]
+    if arch == "cpu":
+        rows.insert(
+            5,
+            (
+                "top-K exact tiled build (CPU fits' rebuilds)",
+                lambda: TopKMap(h, w, k).build_tiled(f.tab, n, f.s_inv),
+            ),
+        )
     threads = args.threads or "all"
     lines = [
         f"{args.image.name} ({w}x{h}), {n} sites, K = {k}, backend {arch}, threads: {threads}; "

@@ -26,7 +26,12 @@ from bench.benchlib import print_and_write  # noqa: E402
 
 # (label, method, keyword arguments): the decoder's builds and variants of them.
 VARIANTS = [
-    ("tiled exact, levels 512/128/32/8 on Kodak (CPU fits' rebuilds)", "build_tiled", {}),
+    ("tiled exact, levels 256/128/64/32/16/8 on Kodak (CPU fits' rebuilds)", "build_tiled", {}),
+    (
+        "tiled exact, tiles 512/128/32/8 (the levels until 2026-12-02)",
+        "build_tiled",
+        {"sizes": (512, 128, 32, 8)},
+    ),
     ("tiled exact, tiles 128/32/8", "build_tiled", {"sizes": (128, 32, 8)}),
     ("tiled exact, tiles 64/16/4", "build_tiled", {"sizes": (64, 16, 4)}),
     ("tiled exact, tiles 128/32/8/4", "build_tiled", {"sizes": (128, 32, 8, 4)}),
