@@ -61,6 +61,10 @@ class FitConfig:
     profile: bool = False  # exact per-stage timers on a GPU (a sync per stage)
     # Stencil of the step-1 passes that keep the map fresh while fitting (4 or 8).
     refresh_stencil: int = 4
+    # Refresh by an exact tiled build instead of a step-1 pass (CPU; an experiment: the
+    # build now costs less than the pass, but it changes the fit, so it is off until an RD
+    # run says otherwise).
+    refresh_exact: bool = False
     # For benchmarks: keep a copy of the map after its last refresh before the geometry
     # freezes, with the sites it was refreshed for (FitResult.map_at_freeze).
     snapshot_map: bool = False
@@ -208,13 +212,14 @@ class Fitter:
         src = self.show(spec)
         if refresh and not self.frozen:
             t0 = self._tick("prepare", t0)
-            self.map.refresh(
-                self.tab,
-                self.n,
-                self.s_inv,
-                stencil=self.cfg.refresh_stencil,
-                inject=self.cfg.inject,
-            )
+            if not (self.cfg.refresh_exact and self._tiled_build()):
+                self.map.refresh(
+                    self.tab,
+                    self.n,
+                    self.s_inv,
+                    stencil=self.cfg.refresh_stencil,
+                    inject=self.cfg.inject,
+                )
             if self.cfg.snapshot_map:  # the last one before the freeze is what remains
                 self.map_at_freeze = (self.map.to_numpy(), src.to_numpy()[: self.n].copy())
             t0 = self._tick("topk", t0)

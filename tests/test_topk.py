@@ -293,6 +293,28 @@ def test_tiled_build_culls(params, monkeypatch):
     assert (tk2.to_numpy() == -1).all()
 
 
+def test_exact_refresh_keeps_the_fit_map_exact():
+    """FitConfig.refresh_exact (an experiment, off by default) refreshes by the exact tiled
+    build: the map at the freeze is the brute-force top-K of the sites it was built for."""
+    from sadcodec import encoder
+    from sadcodec.fit import FitConfig, fit_to_budget
+
+    yy, xx = np.mgrid[0:H, 0:W]
+    img = np.stack([xx / W, yy / H, 0.5 + 0.4 * np.sin(xx / 3.0) * np.cos(yy / 5.0)], axis=2)
+    img = img.clip(0, 1).astype(np.float32)
+    spec = encoder.choose_spec(W, H, 2.0)
+    cfg = FitConfig(iterations=60, densify_every=10, k=K, seed=3)
+    cfg.refresh_exact = True
+    cfg.snapshot_map = True
+    res = fit_to_budget(img, W * H // 4, encoder.make_writer(W, H, C, K, spec), spec, cfg)
+    ids, sites = res.map_at_freeze
+    x, y = points(W, H)
+    m = measure(ids, logits(sites, x, y))
+    assert m["dups"] == 0
+    assert m["recall"] == 1.0
+    assert m["top1"] == 1.0
+
+
 def test_tile_levels_keep_the_root_level_small():
     from sadcodec.topk import ROOT_TILES, tile_levels
 
