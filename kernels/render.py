@@ -2,8 +2,8 @@
 
 import taichi as ti
 
-from .common import NEG_INF, blend, blend_scored
-from .topk import ROW, tile_row, tile_row_topk
+from .common import blend, blend_scored
+from .topk import row_items, tile_row, tile_row_topk
 
 
 @ti.kernel
@@ -58,16 +58,12 @@ def render_tiled(
     with, so no (H, W, K) map is stored (a third of a 24 MP decode's memory) or read."""
     h = out.shape[0]
     w = out.shape[1]
-    items = cols * ((h + size - 1) // size) * size * ((size + ROW - 1) // ROW)
-    for u in range(items * pad):
+    for u in range(row_items(cols, h, size) * pad):
         if u % pad != 0:
             continue
         t, x0, nx, y = tile_row(u // pad, size, cols, w)
         if y < h and nx > 0:
-            ids = ti.Matrix([[-1] * K for _ in range(ROW)], dt=ti.i32)
-            sc = ti.Matrix([[NEG_INF] * K for _ in range(ROW)], dt=ti.f32)
-            py = (ti.cast(y, ti.f32) + 0.5) * sy
-            tile_row_topk(lst, ub, off, cnt, tab, t, x0, nx, py, sx, s_inv, ids, sc)
+            ids, sc = tile_row_topk(lst, ub, off, cnt, tab, t, x0, nx, y, sx, sy, s_inv, K)
             for p in range(nx):
                 pid = ti.Vector([ids[p, k] for k in ti.static(range(K))], dt=ti.i32)
                 plg = ti.Vector([sc[p, k] for k in ti.static(range(K))], dt=ti.f32)

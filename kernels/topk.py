@@ -203,10 +203,10 @@ def _quad(a: ti.f32, b: ti.f32, c: ti.f32, u: ti.f32, v: ti.f32) -> ti.f32:
 
 
 @ti.func
-def _logit_bounds(
-    tab: ti.template(), i: ti.i32, x0: ti.f32, x1: ti.f32, y0: ti.f32, y1: ti.f32, s_inv: ti.f32
-):
-    """(lower, upper) bound of site i's logit over the points [x0, x1] x [y0, y1].
+def _logit_bounds(tab: ti.template(), i: ti.i32, x0, x1, y0, y1, s_inv: ti.f32):
+    """(lower, upper) bound of site i's logit over the points [x0, x1] x [y0, y1]; the
+    corners are scalars, or vectors with one lane a rectangle (tile_cull_once bounds a
+    2x2 block of tiles at once; the inside test is a select, so LLVM vectorises it).
 
     The metric q(d) = d^T G d is convex: its maximum over the rectangle is at a corner,
     its minimum is 0 if the site is inside, else on one of the four edges (a clamped 1-D
@@ -226,12 +226,12 @@ def _logit_bounds(
         ti.max(_quad(qa, qb, qc, u0, v0), _quad(qa, qb, qc, u0, v1)),
         ti.max(_quad(qa, qb, qc, u1, v0), _quad(qa, qb, qc, u1, v1)),
     )
-    qmin = 0.0
-    if not (u0 <= 0.0 <= u1 and v0 <= 0.0 <= v1):
-        qmin = ti.min(
-            ti.min(_edge_min(qa, qb, qc, u0, v0, v1), _edge_min(qa, qb, qc, u1, v0, v1)),
-            ti.min(_edge_min(qc, qb, qa, v0, u0, u1), _edge_min(qc, qb, qa, v1, u0, u1)),
-        )
+    edges = ti.min(
+        ti.min(_edge_min(qa, qb, qc, u0, v0, v1), _edge_min(qa, qb, qc, u1, v0, v1)),
+        ti.min(_edge_min(qc, qb, qa, v0, u0, u1), _edge_min(qc, qb, qa, v1, u0, u1)),
+    )
+    inside = (u0 <= 0.0) & (u1 >= 0.0) & (v0 <= 0.0) & (v1 >= 0.0)
+    qmin = ti.select(inside, 0.0, edges)
     near = ti.sqrt(ti.max(qmin, 0.0) + Q_EPS)
     far = ti.sqrt(qmax + Q_EPS)
     r = tab[i, 6]
@@ -337,42 +337,6 @@ def tile_cull(
             cnt[t] = ti.cast(m - off[t], ti.i32)
 
 
-@ti.func
-def _block_bounds(tab: ti.template(), i: ti.i32, x0, x1, y0, y1, s_inv: ti.f32):
-    """_logit_bounds of site i over several rectangles at once (x0.. are vectors, one
-    lane a tile): the same arithmetic, with the inside test as a select, so LLVM
-    vectorises it across the tiles."""
-    cs = tab[i, 2]
-    sn = tab[i, 3]
-    ea = tab[i, 4]
-    eb = tab[i, 5]
-    qa = ea * cs * cs + eb * sn * sn
-    qc = ea * sn * sn + eb * cs * cs
-    qb = (ea - eb) * cs * sn
-    u0 = x0 - tab[i, 0]
-    u1 = x1 - tab[i, 0]
-    v0 = y0 - tab[i, 1]
-    v1 = y1 - tab[i, 1]
-    qmax = ti.max(
-        ti.max(_quad(qa, qb, qc, u0, v0), _quad(qa, qb, qc, u0, v1)),
-        ti.max(_quad(qa, qb, qc, u1, v0), _quad(qa, qb, qc, u1, v1)),
-    )
-    edges = ti.min(
-        ti.min(_edge_min(qa, qb, qc, u0, v0, v1), _edge_min(qa, qb, qc, u1, v0, v1)),
-        ti.min(_edge_min(qc, qb, qa, v0, u0, u1), _edge_min(qc, qb, qa, v1, u0, u1)),
-    )
-    inside = (u0 <= 0.0) & (u1 >= 0.0) & (v0 <= 0.0) & (v1 >= 0.0)
-    qmin = ti.select(inside, 0.0, edges)
-    near = ti.sqrt(ti.max(qmin, 0.0) + Q_EPS)
-    far = ti.sqrt(qmax + Q_EPS)
-    r = tab[i, 6]
-    scale = tab[i, 7] * s_inv
-    ub = -scale * (near - r)
-    lb = -scale * (far - r)
-    slack = BOUND_SLACK * scale * (far + ti.abs(r) + 1.0)
-    return lb - slack, ub + slack
-
-
 @ti.kernel
 def tile_cull_once(
     parent_list: ti.types.ndarray(dtype=ti.i32, ndim=1),
@@ -436,7 +400,7 @@ def tile_cull_once(
         kth = ti.Vector([NEG_INF] * 4, dt=ti.f32)
         for j in range(n):
             c = parent_list[first + j]
-            lb, ub = _block_bounds(tab, c, x0, x1, y0, y1, s_inv)
+            lb, ub = _logit_bounds(tab, c, x0, x1, y0, y1, s_inv)
             for lane in ti.static(range(4)):
                 if valid[lane]:
                     out[base[lane] + j] = c
@@ -494,20 +458,22 @@ def tile_row_topk(
     t: ti.i32,
     x0: ti.i32,
     nx: ti.i32,
-    py: ti.f32,
+    y: ti.i32,
     sx: ti.f32,
+    sy: ti.f32,
     s_inv: ti.f32,
-    ids: ti.template(),
-    sc: ti.template(),
+    K: ti.template(),
 ):
-    """The exact top-K (ids, logits; best first) of the nx <= ROW pixels from column x0 of
-    a tile row at height py, among tile t's surviving sites, given best bound first; ids
-    and sc are (ROW, K), filled with -1 and NEG_INF. The scan stops at the first site whose
-    bound is below every pixel's K-th score, as no later site can enter any list. Ties go
-    to the lower index, so the result does not depend on the order the sites come in and
-    equals the brute force's (the logit is site_logit's arithmetic, in its order)."""
-    R = ti.static(ids.n)
-    K = ti.static(ids.m)
+    """The exact top-K (ids, logits: (ROW, K), best first, -1 / NEG_INF where a pixel has
+    fewer sites) of the nx <= ROW pixels from column x0 of row y, among tile t's surviving
+    sites, given best bound first. The scan stops at the first site whose bound is below
+    every pixel's K-th score, as no later site can enter any list. Ties go to the lower
+    index, so the result does not depend on the order the sites come in and equals the
+    brute force's (the logit is site_logit's arithmetic, in its order)."""
+    R = ti.static(ROW)
+    ids = ti.Matrix([[-1] * K for _ in range(R)], dt=ti.i32)
+    sc = ti.Matrix([[NEG_INF] * K for _ in range(R)], dt=ti.f32)
+    py = (ti.cast(y, ti.f32) + 0.5) * sy
     lanes = ti.Vector([p for p in ti.static(range(R))], dt=ti.i32)
     # A lane past the row's end is no pixel: never entered, never holds the scan.
     kth = ti.select(lanes < nx, NEG_INF, -NEG_INF)
@@ -543,6 +509,7 @@ def tile_row_topk(
                     sc[p, k] = v
                     kth[p] = sc[p, K - 1]
             thr = kth.min()
+    return ids, sc
 
 
 @ti.func
@@ -554,6 +521,12 @@ def tile_row(u: ti.i32, size: ti.i32, cols: ti.i32, w: ti.i32):
     x0 = (t % cols) * size + (r % chunks) * ROW
     nx = ti.max(ti.min(ROW, ti.min((t % cols) * size + size, w) - x0), 0)
     return t, x0, nx, (t // cols) * size + r // chunks
+
+
+@ti.func
+def row_items(cols: ti.i32, h: ti.i32, size: ti.i32) -> ti.i32:
+    """How many work items the scoring kernels have: each tile row, in up-to-ROW pieces."""
+    return cols * ((h + size - 1) // size) * size * ((size + ROW - 1) // ROW)
 
 
 @ti.kernel
@@ -576,16 +549,12 @@ def tile_topk(
     up to ROW pixels per work item. Items are padded out as in tile_cull."""
     h = dst.shape[0]
     w = dst.shape[1]
-    items = cols * ((h + size - 1) // size) * size * ((size + ROW - 1) // ROW)
-    for u in range(items * pad):
+    for u in range(row_items(cols, h, size) * pad):
         if u % pad != 0:
             continue
         t, x0, nx, y = tile_row(u // pad, size, cols, w)
         if y < h and nx > 0:
-            ids = ti.Matrix([[-1] * K for _ in range(ROW)], dt=ti.i32)
-            sc = ti.Matrix([[NEG_INF] * K for _ in range(ROW)], dt=ti.f32)
-            py = (ti.cast(y, ti.f32) + 0.5) * sy
-            tile_row_topk(lst, ub, off, cnt, tab, t, x0, nx, py, sx, s_inv, ids, sc)
+            ids, _ = tile_row_topk(lst, ub, off, cnt, tab, t, x0, nx, y, sx, sy, s_inv, K)
             for p in range(nx):
                 for k in ti.static(range(K)):
                     dst[y, x0 + p, k] = ids[p, k]

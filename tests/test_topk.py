@@ -293,28 +293,6 @@ def test_tiled_build_culls(params, monkeypatch):
     assert (tk2.to_numpy() == -1).all()
 
 
-def test_exact_refresh_keeps_the_fit_map_exact():
-    """FitConfig.refresh_exact (an experiment, off by default) refreshes by the exact tiled
-    build: the map at the freeze is the brute-force top-K of the sites it was built for."""
-    from sadcodec import encoder
-    from sadcodec.fit import FitConfig, fit_to_budget
-
-    yy, xx = np.mgrid[0:H, 0:W]
-    img = np.stack([xx / W, yy / H, 0.5 + 0.4 * np.sin(xx / 3.0) * np.cos(yy / 5.0)], axis=2)
-    img = img.clip(0, 1).astype(np.float32)
-    spec = encoder.choose_spec(W, H, 2.0)
-    cfg = FitConfig(iterations=60, densify_every=10, k=K, seed=3)
-    cfg.refresh_exact = True
-    cfg.snapshot_map = True
-    res = fit_to_budget(img, W * H // 4, encoder.make_writer(W, H, C, K, spec), spec, cfg)
-    ids, sites = res.map_at_freeze
-    x, y = points(W, H)
-    m = measure(ids, logits(sites, x, y))
-    assert m["dups"] == 0
-    assert m["recall"] == 1.0
-    assert m["top1"] == 1.0
-
-
 def test_tile_levels_keep_the_root_level_small():
     from sadcodec.topk import ROOT_TILES, tile_levels
 
@@ -327,11 +305,9 @@ def test_tile_levels_keep_the_root_level_small():
         assert -(-w // sizes[0]) * -(-h // sizes[0]) <= ROOT_TILES
 
 
-@pytest.mark.parametrize("k, stencil", [(8, 4), (4, 8)])
-def test_map_kept_while_fitting_is_near_the_brute_force(k, stencil):
-    """The map a fit maintains (exact rebuild after densify, then step-1 refreshes every
-    few iterations while sites move) is still close to the true top-K when the geometry
-    freezes; a snapshot of it is what bench/topk_fit.py measures."""
+def _map_at_freeze(k: int, **settings):
+    """Fit a small synthetic image and return the map it kept at the geometry freeze,
+    with the sites it was refreshed for (FitConfig.snapshot_map)."""
     from sadcodec import encoder
     from sadcodec.fit import FitConfig, fit_to_budget
 
@@ -341,10 +317,19 @@ def test_map_kept_while_fitting_is_near_the_brute_force(k, stencil):
     img = (img + rng.normal(0, 0.02, img.shape)).clip(0, 1).astype(np.float32)
     spec = encoder.choose_spec(W, H, 2.0)
     cfg = FitConfig(iterations=60, densify_every=10, k=k, seed=3)
-    cfg.refresh_stencil = stencil
+    for name, value in settings.items():
+        setattr(cfg, name, value)
     cfg.snapshot_map = True
     res = fit_to_budget(img, W * H // 4, encoder.make_writer(W, H, C, k, spec), spec, cfg)
-    ids, sites = res.map_at_freeze
+    return res.map_at_freeze
+
+
+@pytest.mark.parametrize("k, stencil", [(8, 4), (4, 8)])
+def test_map_kept_while_fitting_is_near_the_brute_force(k, stencil):
+    """The map a fit maintains (exact rebuild after densify, then step-1 refreshes every
+    few iterations while sites move) is still close to the true top-K when the geometry
+    freezes; a snapshot of it is what bench/topk_fit.py measures."""
+    ids, sites = _map_at_freeze(k, refresh_stencil=stencil)
     assert ids.shape == (H, W, k)
     x, y = points(W, H)
     m = measure(ids, logits(sites, x, y))
@@ -352,3 +337,14 @@ def test_map_kept_while_fitting_is_near_the_brute_force(k, stencil):
     assert m["dups"] == 0
     assert m["recall"] >= 0.97
     assert m["top1"] >= 0.99
+
+
+def test_exact_refresh_keeps_the_fit_map_exact():
+    """FitConfig.refresh_exact (an experiment, off by default) refreshes by the exact tiled
+    build: the map at the freeze is the brute-force top-K of the sites it was built for."""
+    ids, sites = _map_at_freeze(K, refresh_exact=True)
+    x, y = points(W, H)
+    m = measure(ids, logits(sites, x, y))
+    assert m["dups"] == 0
+    assert m["recall"] == 1.0
+    assert m["top1"] == 1.0
