@@ -265,6 +265,31 @@ def _tile_rect(tx: ti.i32, ty: ti.i32, size: ti.i32, w: ti.i32, h: ti.i32, sx: t
     return x0, x1, y0, y1
 
 
+@ti.func
+def _append(
+    out: ti.template(),
+    out_ub: ti.template(),
+    first: ti.i64,
+    m: ti.i64,
+    c: ti.i32,
+    ub: ti.f32,
+    ranked: ti.i32,
+):
+    """Add site c (upper bound ub) as entry m of the list that starts at out[first]; with
+    ranked, keep the list sorted by bound, best first (insertion sort as it grows: tiles
+    hold ~40) and store the bounds, which only a ranked list needs."""
+    q = m
+    if ranked != 0:
+        while q > first:
+            if out_ub[q - 1] >= ub:
+                break
+            out[q] = out[q - 1]
+            out_ub[q] = out_ub[q - 1]
+            q -= 1
+        out_ub[q] = ub
+    out[q] = c
+
+
 @ti.kernel
 def tile_cull(
     parent_list: ti.types.ndarray(dtype=ti.i32, ndim=1),
@@ -321,17 +346,7 @@ def tile_cull(
             _, ub = _logit_bounds(tab, c, x0, x1, y0, y1, s_inv)
             if ub >= thr[t]:
                 if fill != 0:
-                    q = m
-                    if ranked != 0:
-                        # Insertion sort by bound as the list grows (tiles hold ~40).
-                        while q > off[t]:
-                            if out_ub[q - 1] >= ub:
-                                break
-                            out[q] = out[q - 1]
-                            out_ub[q] = out_ub[q - 1]
-                            q -= 1
-                        out_ub[q] = ub
-                    out[q] = c
+                    _append(out, out_ub, off[t], m, c, ub, ranked)
                 m += 1
         if fill == 0:
             cnt[t] = ti.cast(m - off[t], ti.i32)
@@ -427,17 +442,7 @@ def tile_cull_once(
                     # Entries move only down to m <= base + j: what is still to be read stays.
                     ub = out_ub[base[lane] + j]
                     if ub >= thr:
-                        c = out[base[lane] + j]
-                        q = m
-                        if ranked != 0:
-                            while q > base[lane]:
-                                if out_ub[q - 1] >= ub:
-                                    break
-                                out[q] = out[q - 1]
-                                out_ub[q] = out_ub[q - 1]
-                                q -= 1
-                        out[q] = c
-                        out_ub[q] = ub
+                        _append(out, out_ub, base[lane], m, out[base[lane] + j], ub, ranked)
                         m += 1
                 cnt[t] = ti.cast(m - base[lane], ti.i32)
 
