@@ -256,8 +256,9 @@ def _keep_largest(best: ti.template(), v: ti.f32):
 
 
 @ti.func
-def _tile_rect(tx: ti.i32, ty: ti.i32, size: ti.i32, w: ti.i32, h: ti.i32, sx: ti.f32, sy: ti.f32):
-    """The span of pixel centres of a tile, in fitted-image coordinates."""
+def _tile_rect(tx, ty, size: ti.i32, w: ti.i32, h: ti.i32, sx: ti.f32, sy: ti.f32):
+    """The span of pixel centres of a tile, in fitted-image coordinates (tx, ty scalars,
+    or vectors with one lane a tile)."""
     x0 = (ti.cast(tx * size, ti.f32) + 0.5) * sx
     x1 = (ti.cast(ti.min(tx * size + size, w) - 1, ti.f32) + 0.5) * sx
     y0 = (ti.cast(ty * size, ti.f32) + 0.5) * sy
@@ -400,10 +401,7 @@ def tile_cull_once(
         tx = bx + lx
         ty = by + ly
         valid = (tx < cols) & (ty < rows) & ((lx + ly == 0) | (blk == 2))
-        x0 = (ti.cast(tx * size, ti.f32) + 0.5) * sx
-        x1 = (ti.cast(ti.min(tx * size + size, w) - 1, ti.f32) + 0.5) * sx
-        y0 = (ti.cast(ty * size, ti.f32) + 0.5) * sy
-        y1 = (ti.cast(ti.min(ty * size + size, h) - 1, ti.f32) + 0.5) * sy
+        x0, x1, y0, y1 = _tile_rect(tx, ty, size, w, h, sx, sy)  # one lane a tile
         p = (by // ratio) * parent_cols + bx // ratio
         first = parent_off[p]
         n = parent_cnt[p]
