@@ -30,6 +30,27 @@ def site_logit(tab: ti.template(), i: ti.i32, x: ti.f32, y: ti.f32, s_inv: ti.f3
 
 
 @ti.func
+def exp_nonpos(v: ti.f32) -> ti.f32:
+    """exp(v) for v <= 0 in plain arithmetic, so LLVM can vectorise it across lanes (libm's
+    expf is one call per value): 2^n * p(r), r = v - n ln2 in [-ln2/2, ln2/2], p the
+    degree-6 Taylor polynomial. Relative error within 3e-7 * max(1, |v|) (fast math may
+    merge the two-part ln2, so it grows like exp's own conditioning); 0 below about -87.3."""
+    u = ti.max(v, -88.0)  # keeps p finite; 2^n is then 0 (n = -127)
+    n = ti.round(u * 1.4426950408889634)
+    r = u - n * 0.693145751953125  # ln2 in two parts: n * hi is exact
+    r = r - n * 1.4286068202862268e-06
+    p = 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = p * r + 1.0
+    p = p * r + 1.0
+    scale = ti.bit_cast((ti.cast(n, ti.i32) + 127) << 23, ti.f32)
+    return p * scale
+
+
+@ti.func
 def hash_u32(v: ti.u32) -> ti.u32:
     """A well-mixed 32-bit integer hash (xorshift-multiply finaliser)."""
     h = v
