@@ -11,9 +11,10 @@ import taichi as ti
 
 from .common import (
     GEOM_PARAMS,
+    NEG_INF,
     Q_EPS,
     STAT_SCALE,
-    blend,
+    exp_nonpos,
     to_fixed,
 )
 
@@ -141,6 +142,97 @@ def _acc(g: ti.template(), b: ti.i32, c: ti.i32, j: ti.i32, v: ti.f32, ATOMIC: t
 
 
 @ti.func
+def _softmax_lanes(
+    topk: ti.template(),
+    tab: ti.template(),
+    y: ti.i32,
+    x: ti.i32,
+    px: ti.f32,
+    py: ti.f32,
+    s_inv: ti.f32,
+    K: ti.template(),
+):
+    """A pixel's K candidates as K vector lanes: ids, logits (NEG_INF in empty slots),
+    softmax weights (0 there; all 0 without candidates) and the rotated offset and
+    sqrt(q) the gradient reuses. Lane-wise arithmetic, with exp_nonpos instead of libm's
+    scalar expf, so LLVM emits AVX; the same values as blend up to float rounding (a few
+    ulp in the weights). An empty slot reads site 0 and is masked out."""
+    ids = ti.Vector([-1] * K, dt=ti.i32)
+    live = ti.Vector([0.0] * K, dt=ti.f32)
+    sx = ti.Vector([0.0] * K, dt=ti.f32)
+    sy = ti.Vector([0.0] * K, dt=ti.f32)
+    cs = ti.Vector([0.0] * K, dt=ti.f32)
+    sn = ti.Vector([0.0] * K, dt=ti.f32)
+    ea = ti.Vector([0.0] * K, dt=ti.f32)
+    eia = ti.Vector([0.0] * K, dt=ti.f32)
+    rr = ti.Vector([0.0] * K, dt=ti.f32)
+    et = ti.Vector([0.0] * K, dt=ti.f32)
+    for k in ti.static(range(K)):
+        c = topk[y, x, k]
+        ids[k] = c
+        live[k] = 1.0 if c >= 0 else 0.0
+        i = ti.max(c, 0)
+        sx[k] = tab[i, 0]
+        sy[k] = tab[i, 1]
+        cs[k] = tab[i, 2]
+        sn[k] = tab[i, 3]
+        ea[k] = tab[i, 4]
+        eia[k] = tab[i, 5]
+        rr[k] = tab[i, 6]
+        et[k] = tab[i, 7]
+    dx = px - sx
+    dy = py - sy
+    al = cs * dx + sn * dy
+    be = -sn * dx + cs * dy
+    sq = ti.sqrt(ea * al * al + eia * be * be + Q_EPS)
+    lg = ti.select(live > 0, -et * (sq - rr) * s_inv, NEG_INF)
+    mx = lg.max()
+    wt = ti.Vector([0.0] * K, dt=ti.f32)
+    for k in ti.static(range(K)):
+        wt[k] = live[k] * exp_nonpos(lg[k] - mx)
+    tot = wt.sum()
+    if tot > 0:
+        wt /= tot
+    return ids, lg, wt, al, be, sq
+
+
+@ti.func
+def _lane_colour(ids: ti.template(), params: ti.template(), ch: ti.template(), K: ti.template()):
+    """Channel ch of each lane's site colour (site 0's in an empty slot: mask it)."""
+    return ti.Vector(
+        [params[ti.max(ids[k], 0), GEOM_PARAMS + ch] for k in ti.static(range(K))], dt=ti.f32
+    )
+
+
+@ti.func
+def _colour_lanes(
+    ids: ti.template(),
+    wt: ti.template(),
+    params: ti.template(),
+    target: ti.template(),
+    y: ti.i32,
+    x: ti.i32,
+    K: ti.template(),
+    C: ti.template(),
+):
+    """A pixel's blended colour from its lanes' weights (0 in empty slots), dL/dcolour,
+    each candidate's dL/dcolour . colour and the squared error. One function for the full
+    and the colour-only steps, so both compute the same bits."""
+    col = ti.Vector([0.0] * C, dt=ti.f32)
+    gv = ti.Vector([0.0] * C, dt=ti.f32)
+    gc = ti.Vector([0.0] * K, dt=ti.f32)
+    err = 0.0
+    for ch in ti.static(range(C)):
+        cc = _lane_colour(ids, params, ch, K)
+        col[ch] = (wt * cc).sum()
+        r = col[ch] - target[y, x, ch]
+        err += r * r
+        gv[ch] = 2.0 * r
+        gc += gv[ch] * cc
+    return col, gv, gc, err
+
+
+@ti.func
 def _pixel_grad(
     topk: ti.template(),
     tab: ti.template(),
@@ -155,46 +247,51 @@ def _pixel_grad(
     C: ti.template(),
     ATOMIC: ti.template(),
 ) -> ti.f32:
-    """Add one pixel's dL/dparams into gradient slice b; return its squared error."""
+    """Add one pixel's dL/dparams into gradient slice b; return its squared error.
+
+    Lane-wise over the K candidates (_softmax_lanes); only the accumulation into each
+    site's gradient row is per candidate."""
     px = ti.cast(x, ti.f32) + 0.5
     py = ti.cast(y, ti.f32) + 0.5
-    lg, wt, col, tot = blend(topk, tab, params, y, x, px, py, s_inv, K, C)
+    ids, lg, wt, al, be, sq = _softmax_lanes(topk, tab, y, x, px, py, s_inv, K)
     err = 0.0
-    if tot > 0:
-        gv = ti.Vector([0.0] * C, dt=ti.f32)
-        for ch in ti.static(range(C)):
-            r = col[ch] - target[y, x, ch]
-            err += r * r
-            gv[ch] = 2.0 * r
-        g_col = gv.dot(col)
+    if ids.max() >= 0:  # the pixel has candidates
+        # The table again (LLVM reuses _softmax_lanes' loads: no store in between).
+        cs = ti.Vector([0.0] * K, dt=ti.f32)
+        sn = ti.Vector([0.0] * K, dt=ti.f32)
+        ea = ti.Vector([0.0] * K, dt=ti.f32)
+        eia = ti.Vector([0.0] * K, dt=ti.f32)
+        et = ti.Vector([0.0] * K, dt=ti.f32)
         for k in ti.static(range(K)):
-            c = topk[y, x, k]
+            i = ti.max(ids[k], 0)
+            cs[k] = tab[i, 2]
+            sn[k] = tab[i, 3]
+            ea[k] = tab[i, 4]
+            eia[k] = tab[i, 5]
+            et[k] = tab[i, 7]
+        col, gv, gc, e = _colour_lanes(ids, wt, params, target, y, x, K, C)
+        err = e
+        dl = wt * (gc - gv.dot(col))  # dL/dlogit
+        ds = -dl * et  # dL/ds, s = (sqrt(q) - r) / S
+        dq = ds * s_inv * 0.5 / sq
+        g0 = dq * (-2.0 * ea * al * cs + 2.0 * eia * be * sn)
+        g1 = dq * (-2.0 * ea * al * sn - 2.0 * eia * be * cs)
+        g2 = dq * 2.0 * al * be * (ea - eia)
+        g3 = dq * (ea * al * al - eia * be * be)
+        g4 = -ds * s_inv
+        g5 = dl * lg
+        for k in ti.static(range(K)):
+            c = ids[k]
             # Every gradient term carries a factor w_k: skip the negligible ones.
             if c >= 0 and wt[k] > W_SKIP:
-                gc = 0.0
                 for ch in ti.static(range(C)):
-                    gc += gv[ch] * params[c, GEOM_PARAMS + ch]
                     _acc(g, b, c, GEOM_PARAMS + ch, wt[k] * gv[ch], ATOMIC)
-                dl = wt[k] * (gc - g_col)  # dL/dlogit
-                et = tab[c, 7]
-                dx = px - tab[c, 0]
-                dy = py - tab[c, 1]
-                cs = tab[c, 2]
-                sn = tab[c, 3]
-                ea = tab[c, 4]
-                eia = tab[c, 5]
-                al = cs * dx + sn * dy
-                be = -sn * dx + cs * dy
-                q = ea * al * al + eia * be * be + Q_EPS
-                sq = ti.sqrt(q)
-                ds = -dl * et  # dL/ds, s = (sqrt(q) - r) / S
-                dq = ds * s_inv * 0.5 / sq
-                _acc(g, b, c, 0, dq * (-2.0 * ea * al * cs + 2.0 * eia * be * sn), ATOMIC)
-                _acc(g, b, c, 1, dq * (-2.0 * ea * al * sn - 2.0 * eia * be * cs), ATOMIC)
-                _acc(g, b, c, 2, dq * 2.0 * al * be * (ea - eia), ATOMIC)
-                _acc(g, b, c, 3, dq * (ea * al * al - eia * be * be), ATOMIC)
-                _acc(g, b, c, 4, -ds * s_inv, ATOMIC)
-                _acc(g, b, c, 5, dl * lg[k], ATOMIC)
+                _acc(g, b, c, 0, g0[k], ATOMIC)
+                _acc(g, b, c, 1, g1[k], ATOMIC)
+                _acc(g, b, c, 2, g2[k], ATOMIC)
+                _acc(g, b, c, 3, g3[k], ATOMIC)
+                _acc(g, b, c, 4, g4[k], ATOMIC)
+                _acc(g, b, c, 5, g5[k], ATOMIC)
     return err
 
 
@@ -279,7 +376,7 @@ def blend_weights(
     for y, x in ti.ndrange(h, w):
         px = ti.cast(x, ti.f32) + 0.5
         py = ti.cast(y, ti.f32) + 0.5
-        _lg, wt, _col, _tot = blend(topk, tab, params, y, x, px, py, s_inv, K, C)
+        _ids, _lg, wt, _al, _be, _sq = _softmax_lanes(topk, tab, y, x, px, py, s_inv, K)
         for k in ti.static(range(K)):
             wts[y, x, k] = wt[k]
 
@@ -298,27 +395,19 @@ def _pixel_grad_colour(
     C: ti.template(),
     ATOMIC: ti.template(),
 ) -> ti.f32:
-    """_pixel_grad's colour part from stored weights (the same sums in the same order):
-    the error and dL/dcolour of one pixel; no logits, no geometry gradients."""
+    """_pixel_grad's colour part from stored weights (the same arithmetic): the error and
+    dL/dcolour of one pixel; no logits, no geometry gradients."""
+    ids = ti.Vector([topk[y, x, k] for k in ti.static(range(K))], dt=ti.i32)
+    wt = ti.Vector([wts[y, x, k] for k in ti.static(range(K))], dt=ti.f32)
     err = 0.0
-    if topk[y, x, 0] >= 0:
-        col = ti.Vector([0.0] * C, dt=ti.f32)
+    if ids.max() >= 0:
+        _col, gv, _gc, e = _colour_lanes(ids, wt, params, target, y, x, K, C)
+        err = e
         for k in ti.static(range(K)):
-            c = topk[y, x, k]
-            if c >= 0:
+            c = ids[k]
+            if c >= 0 and wt[k] > W_SKIP:
                 for ch in ti.static(range(C)):
-                    col[ch] += wts[y, x, k] * params[c, GEOM_PARAMS + ch]
-        gv = ti.Vector([0.0] * C, dt=ti.f32)
-        for ch in ti.static(range(C)):
-            r = col[ch] - target[y, x, ch]
-            err += r * r
-            gv[ch] = 2.0 * r
-        for k in ti.static(range(K)):
-            c = topk[y, x, k]
-            wk = wts[y, x, k]
-            if c >= 0 and wk > W_SKIP:
-                for ch in ti.static(range(C)):
-                    _acc(g, b, c, GEOM_PARAMS + ch, wk * gv[ch], ATOMIC)
+                    _acc(g, b, c, GEOM_PARAMS + ch, wt[k] * gv[ch], ATOMIC)
     return err
 
 
@@ -392,42 +481,35 @@ def site_stats(
     for y, x in ti.ndrange(h, w):
         px = ti.cast(x, ti.f32) + 0.5
         py = ti.cast(y, ti.f32) + 0.5
-        lg, wt, col, tot = blend(topk, tab, params, y, x, px, py, s_inv, K, C)
-        if tot > 0:
-            err = 0.0
-            for ch in ti.static(range(C)):
-                r = col[ch] - target[y, x, ch]
-                err += r * r
-            for i in range(K):
-                ci = topk[y, x, i]
+        ids, lg, wt, _al, _be, _sq = _softmax_lanes(topk, tab, y, x, px, py, s_inv, K)
+        if ids.max() >= 0:
+            _col, _gv, _gc, err = _colour_lanes(ids, wt, params, target, y, x, K, C)
+            for i in ti.static(range(K)):
+                ci = ids[i]
                 if ci >= 0:
                     ti.atomic_add(stats[ci, 0], to_fixed(wt[i], STAT_SCALE))
                     ti.atomic_add(stats[ci, 1], to_fixed(wt[i] * err, STAT_SCALE))
                     ti.atomic_add(stats[ci, 2], to_fixed(wt[i] * err * px, STAT_SCALE))
                     ti.atomic_add(stats[ci, 3], to_fixed(wt[i] * err * py, STAT_SCALE))
-                    # Leave-one-out blend, normalised against the best remaining logit.
-                    m2 = -1e30
-                    for j in range(K):
-                        if j != i and topk[y, x, j] >= 0:
-                            m2 = ti.max(m2, lg[j])
-                    cost = 0.0
+                    # Leave-one-out blend over the other lanes, normalised against the
+                    # best remaining logit (lane i and empty slots masked to NEG_INF).
+                    rest = ti.Vector([NEG_INF] * K, dt=ti.f32)
+                    for j in ti.static(range(K)):
+                        if j != i:
+                            rest[j] = lg[j]
+                    m2 = rest.max()
+                    cost = 1.0 * C  # the only candidate: removing it leaves a hole
                     if m2 > -1e29:
-                        acc = ti.Vector([0.0] * C, dt=ti.f32)
-                        t2 = 0.0
-                        for j in range(K):
-                            cj = topk[y, x, j]
-                            if j != i and cj >= 0:
-                                e = ti.exp(lg[j] - m2)
-                                t2 += e
-                                for ch in ti.static(range(C)):
-                                    acc[ch] += e * params[cj, GEOM_PARAMS + ch]
+                        e = ti.Vector([0.0] * K, dt=ti.f32)
+                        for j in ti.static(range(K)):
+                            e[j] = exp_nonpos(rest[j] - m2)
+                        t2 = e.sum()
                         err2 = 0.0
                         for ch in ti.static(range(C)):
-                            r2 = acc[ch] / t2 - target[y, x, ch]
+                            r2 = (e * _lane_colour(ids, params, ch, K)).sum() / t2
+                            r2 -= target[y, x, ch]
                             err2 += r2 * r2
                         cost = err2 - err
-                    else:
-                        cost = 1.0 * C  # the only candidate: removing it leaves a hole
                     ti.atomic_add(stats[ci, 4], to_fixed(cost, STAT_SCALE))
 
 
