@@ -51,7 +51,7 @@ def run_fit(
         else:
             frac = (it - decay_from) / max(1, iterations - decay_from)
             scale = cfg.final_lr + (1 - cfg.final_lr) * 0.5 * (1 + math.cos(math.pi * frac))
-        f.step(scale, None, refresh=(it % cfg.refresh_every == 0))
+        f.step(scale, None, refresh=(it % f.refresh_interval() == 0))
         if (it + 1) % every == 0 or it == iterations - 1:
             rows.append((it + 1, time.perf_counter() - t0, f.psnr(f.last_loss())))
     return rows

@@ -326,10 +326,10 @@ def _map_at_freeze(k: int, **settings):
 
 @pytest.mark.parametrize("k, stencil", [(8, 4), (4, 8)])
 def test_map_kept_while_fitting_is_near_the_brute_force(k, stencil):
-    """The map a fit maintains (exact rebuild after densify, then step-1 refreshes every
-    few iterations while sites move) is still close to the true top-K when the geometry
-    freezes; a snapshot of it is what bench/topk_fit.py measures."""
-    ids, sites = _map_at_freeze(k, refresh_stencil=stencil)
+    """The map a fit maintains by step-1 refreshes (the GPU's way; exact rebuild after
+    densify, then a pass every few iterations while sites move) is still close to the true
+    top-K when the geometry freezes; a snapshot of it is what bench/topk_fit.py measures."""
+    ids, sites = _map_at_freeze(k, refresh_stencil=stencil, refresh_exact=False)
     assert ids.shape == (H, W, k)
     x, y = points(W, H)
     m = measure(ids, logits(sites, x, y))
@@ -340,9 +340,9 @@ def test_map_kept_while_fitting_is_near_the_brute_force(k, stencil):
 
 
 def test_exact_refresh_keeps_the_fit_map_exact():
-    """FitConfig.refresh_exact (an experiment, off by default) refreshes by the exact tiled
-    build: the map at the freeze is the brute-force top-K of the sites it was built for."""
-    ids, sites = _map_at_freeze(K, refresh_exact=True)
+    """FitConfig.refresh_exact (the CPU default) refreshes by the exact tiled build: the
+    map at the freeze is the brute-force top-K of the sites it was built for."""
+    ids, sites = _map_at_freeze(K)
     x, y = points(W, H)
     m = measure(ids, logits(sites, x, y))
     assert m["dups"] == 0
