@@ -217,7 +217,8 @@ def _colour_lanes(
 ):
     """A pixel's blended colour from its lanes' weights (0 in empty slots), dL/dcolour,
     each candidate's dL/dcolour . colour and the squared error. One function for the full
-    and the colour-only steps, so both compute the same bits."""
+    and the colour-only steps, so both do the same arithmetic (equal to rounding: fast
+    math may compile it differently in each kernel)."""
     col = ti.Vector([0.0] * C, dt=ti.f32)
     gv = ti.Vector([0.0] * C, dt=ti.f32)
     gc = ti.Vector([0.0] * K, dt=ti.f32)
@@ -256,7 +257,7 @@ def _pixel_grad(
     ids, lg, wt, al, be, sq = _softmax_lanes(topk, tab, y, x, px, py, s_inv, K)
     err = 0.0
     if ids.max() >= 0:  # the pixel has candidates
-        # The table again (LLVM reuses _softmax_lanes' loads: no store in between).
+        # The table again: no store since _softmax_lanes read it, so LLVM may reuse those loads.
         cs = ti.Vector([0.0] * K, dt=ti.f32)
         sn = ti.Vector([0.0] * K, dt=ti.f32)
         ea = ti.Vector([0.0] * K, dt=ti.f32)
