@@ -65,8 +65,10 @@ class FitConfig:
     # Stencil of the step-1 passes that keep the map fresh while fitting (4 or 8).
     refresh_stencil: int = 4
     # Refresh by the exact tiled build instead of a step-1 pass where that build is used
-    # (CPU, exact_rebuild): it costs less than a pass (47 vs 74 ms on kodim01) and, every
-    # 12 iterations instead of a pass every 6, fits as well in ~15% less time (docs/speed.md).
+    # (CPU, exact_rebuild): it costs less than a pass (47 vs 74 ms on kodim01). Every 12
+    # iterations it cut the top-K stage 10.1 -> 3.9 s on kodim01 at -0.02 dB mean over the
+    # RD run, but kodim20 at 1 bpp lost 0.29 dB; every 6 recovers that for ~8% more time
+    # and awaits its own RD run (docs/speed.md, "the fit vectorised").
     refresh_exact: bool = True
     # For benchmarks: keep a copy of the map after its last refresh before the geometry
     # freezes, with the sites it was refreshed for (FitResult.map_at_freeze).
@@ -102,8 +104,8 @@ class FitResult:
 Progress = Callable[[dict], None]
 # Bands of rows the CPU gradient is split into: a fixed count (not the thread count), so
 # files do not depend on --threads; one per thread of a 16-thread laptop. Each band is a
-# full gradient slice that Adam reads and zeroes every step (32 bands: 3.4-5.1 ms a step
-# on kodim01 at 1 bpp, 16: 1.9 ms).
+# full gradient slice that Adam reads and zeroes every step (32 -> 16 bands: optimizer
+# stage 7.8 -> 2.4 s on kodim01 at 1 bpp, bench/results/stages-ab-2026-12-02.md).
 GRAD_BANDS = 16
 # The rate fit drops at most this share of the sites between two measurements of what
 # each site's removal costs.
