@@ -305,10 +305,16 @@ def forward_backward_bands(
     grad: ti.types.ndarray(dtype=ti.f32, ndim=3),
     loss: ti.types.ndarray(dtype=ti.f32, ndim=1),
     s_inv: ti.f32,
+    stride: ti.i32,
+    phase: ti.i32,
     K: ti.template(),
     C: ti.template(),
 ):
     """Add dL/dparams into grad (B, N, P) and write each row's squared error to loss[y].
+
+    Only the pixels with (x + y) % stride == phase are visited (a checkerboard for 2; the
+    loss scaled by stride, so its sum still estimates the whole image's); stride = 1 visits
+    every pixel.
 
     The CPU path: the rows are cut into B bands, each summed serially by one thread into
     its own slice grad[b], so no atomics are needed (they cost 2.5x the whole pass on one
@@ -325,10 +331,12 @@ def forward_backward_bands(
         if t % TASK_PAD == 0:
             b = t // TASK_PAD
             for y in range(b * rows, ti.min(h, (b + 1) * rows)):
+                x0 = (phase + stride - y % stride) % stride
                 row = 0.0
-                for x in range(w):
+                for j in range((w - x0 + stride - 1) // stride):
+                    x = x0 + j * stride
                     row += _pixel_grad(topk, tab, params, target, grad, b, y, x, s_inv, K, C, False)
-                loss[y] = row
+                loss[y] = row * stride
 
 
 @ti.kernel
@@ -340,6 +348,8 @@ def forward_backward_atomic(
     grad: ti.types.ndarray(dtype=ti.f32, ndim=3),
     loss: ti.types.ndarray(dtype=ti.f32, ndim=1),
     s_inv: ti.f32,
+    stride: ti.i32,
+    phase: ti.i32,
     K: ti.template(),
     C: ti.template(),
 ):
@@ -348,16 +358,29 @@ def forward_backward_atomic(
     h = topk.shape[0]
     w = topk.shape[1]
     for y, x in ti.ndrange(h, w):
-        e = _pixel_grad(topk, tab, params, target, grad, 0, y, x, s_inv, K, C, True)
-        ti.atomic_add(loss[y], e)
+        if (x + y) % stride == phase:
+            e = _pixel_grad(topk, tab, params, target, grad, 0, y, x, s_inv, K, C, True)
+            ti.atomic_add(loss[y], e * stride)
 
 
 def forward_backward(
-    topk, tab, params, target, grad, loss, s_inv: float, k: int, c: int, banded: bool
+    topk,
+    tab,
+    params,
+    target,
+    grad,
+    loss,
+    s_inv: float,
+    k: int,
+    c: int,
+    banded: bool,
+    stride: int = 1,
+    phase: int = 0,
 ):
-    """Fused forward+backward: the banded kernel on the CPU, the atomic one on a GPU."""
+    """Fused forward+backward: the banded kernel on the CPU, the atomic one on a GPU; over
+    the pixels with (x + y) % stride == phase (a cheaper, noisier gradient), or all."""
     kern = forward_backward_bands if banded else forward_backward_atomic
-    kern(topk, tab, params, target, grad, loss, s_inv, k, c)
+    kern(topk, tab, params, target, grad, loss, s_inv, stride, phase, k, c)
 
 
 @ti.kernel

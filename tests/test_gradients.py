@@ -49,8 +49,11 @@ def brute_topk(params: np.ndarray, width: int, height: int, k: int) -> np.ndarra
     return order.reshape(height, width, k).astype(np.int32)
 
 
-def ref_loss(params: np.ndarray, topk: np.ndarray, target: np.ndarray) -> float:
-    """L = sum over pixels and channels of (softmax-blended colour - target)^2."""
+def ref_loss(
+    params: np.ndarray, topk: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None
+) -> float:
+    """L = sum over pixels (those where ``mask``, if given) and channels of
+    (softmax-blended colour - target)^2."""
     h, w, k = topk.shape
     ids = topk.reshape(-1, k)
     valid = ids >= 0
@@ -60,7 +63,8 @@ def ref_loss(params: np.ndarray, topk: np.ndarray, target: np.ndarray) -> float:
     e = np.exp(lg - lg.max(axis=1, keepdims=True))
     wt = e / e.sum(axis=1, keepdims=True)
     col = (wt[..., None] * p[..., 6:]).sum(axis=1)
-    return float(((col - target.reshape(-1, target.shape[2])) ** 2).sum())
+    err = ((col - target.reshape(-1, target.shape[2])) ** 2).sum(axis=1)
+    return float(err.sum() if mask is None else err[mask.ravel()].sum())
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +96,13 @@ def upload(params: np.ndarray, target: np.ndarray, topk: np.ndarray):
 
 
 def taichi_loss_and_grad(
-    params: np.ndarray, target: np.ndarray, topk: np.ndarray, banded: bool = True, bands: int = 3
+    params: np.ndarray,
+    target: np.ndarray,
+    topk: np.ndarray,
+    banded: bool = True,
+    bands: int = 3,
+    stride: int = 1,
+    phase: int = 0,
 ):
     n, cols = params.shape
     p, tab, tk, tg = upload(params, target, topk)
@@ -100,7 +110,7 @@ def taichi_loss_and_grad(
     grad.fill(0)
     loss = ti.ndarray(ti.f32, shape=(topk.shape[0],))
     loss.fill(0)
-    kfit.forward_backward(tk, tab, p, tg, grad, loss, 1.0 / S, K, C, banded)
+    kfit.forward_backward(tk, tab, p, tg, grad, loss, 1.0 / S, K, C, banded, stride, phase)
     return (
         float(loss.to_numpy().sum(dtype=np.float64)),
         grad.to_numpy().astype(np.float64).sum(axis=0),
@@ -155,6 +165,30 @@ def test_band_count_does_not_change_the_gradient(scene):
     assert loss1 == pytest.approx(loss7, rel=1e-6)
     np.testing.assert_allclose(g1, g7, rtol=1e-4, atol=1e-6 * np.abs(g1).max())
     assert np.array_equal(g7, g7b)
+
+
+@pytest.mark.parametrize("banded", [True, False], ids=["cpu-bands", "atomics"])
+@pytest.mark.parametrize("stride", [2, 3])
+def test_subsampled_gradient_visits_one_diagonal(scene, banded, stride):
+    """With a stride, the gradient is the full kernel's over the pixels with
+    (x + y) % stride == phase alone (the others emptied), and the loss is theirs times the
+    stride; over all phases the gradients add up to the full one."""
+    params, target, topk = scene
+    loss_all, g_all = taichi_loss_and_grad(params, target, topk, banded=banded)
+    ys, xs = np.mgrid[0:H, 0:W]
+    g_sum = np.zeros_like(g_all)
+    for phase in range(stride):
+        loss, g = taichi_loss_and_grad(params, target, topk, banded, 3, stride, phase)
+        mine = (xs + ys) % stride == phase
+        only = topk.copy()
+        only[~mine] = -1
+        _, g_only = taichi_loss_and_grad(params, target, only, banded=banded)
+        want = ref_loss(params.astype(np.float64), topk, target.astype(np.float64), mine)
+        assert np.abs(g).max() > 1e-2
+        np.testing.assert_allclose(g, g_only, rtol=1e-5, atol=1e-6 * np.abs(g_all).max())
+        assert loss == pytest.approx(stride * want, rel=1e-4)
+        g_sum += g
+    np.testing.assert_allclose(g_sum, g_all, rtol=1e-4, atol=1e-6 * np.abs(g_all).max())
 
 
 @pytest.mark.parametrize("banded", [True, False], ids=["cpu-bands", "atomics"])
