@@ -68,10 +68,10 @@ def main() -> None:
     n, k = f.n, f.cfg.k
     atomic_grad = ti.ndarray(ti.f32, shape=(1, f.cap, f.p))
 
-    def fb(banded: bool):
+    def fb(banded: bool, stride: int = 1):
         grad = f.grad if banded else atomic_grad
         return lambda: kfit.forward_backward(
-            f.map.cur, f.tab, f.params, f.target, grad, f.loss, f.s_inv, k, c, banded
+            f.map.cur, f.tab, f.params, f.target, grad, f.loss, f.s_inv, k, c, banded, stride
         )
 
     def build():
@@ -80,6 +80,7 @@ def main() -> None:
     out = ti.ndarray(ti.u8, shape=(h, w, c))
     rows = [
         ("forward+backward, CPU bands (default)", fb(True)),
+        ("forward+backward, CPU bands, checkerboard (the fit's early steps)", fb(True, 2)),
         ("forward+backward, atomics (GPU path)", fb(False)),
         ("top-K refresh: one step-1 pass, 4-stencil", lambda: f.map.refresh(f.tab, n, f.s_inv)),
         ("site statistics (densify/prune)", lambda: f.site_stats(None)),
@@ -91,7 +92,7 @@ def main() -> None:
     ]
     if arch == "cpu":
         rows.insert(
-            5,
+            6,
             (
                 "top-K exact tiled build (CPU fits' rebuilds)",
                 lambda: TopKMap(h, w, k).build_tiled(f.tab, n, f.s_inv),

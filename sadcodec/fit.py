@@ -67,8 +67,8 @@ class FitConfig:
     # Refresh by the exact tiled build instead of a step-1 pass where that build is used
     # (CPU, exact_rebuild): it costs less than a pass (47 vs 74 ms on kodim01). Every 12
     # iterations it cut the top-K stage 10.1 -> 3.9 s on kodim01 at -0.02 dB mean over the
-    # RD run, but kodim20 at 1 bpp lost 0.29 dB; every 6 recovers that for ~8% more time
-    # and awaits its own RD run (docs/speed.md, "the fit vectorised").
+    # RD run, but kodim20 at 1 bpp lost 0.29 dB, which every 6 gave back; with the
+    # subsampled early steps below every 6 no longer pays (docs/tuning.md).
     refresh_exact: bool = True
     # Until this share of the run, each step's gradient comes from one pixel in
     # ``subsample_stride`` (the diagonals (x + y) % stride == phase, a checkerboard for 2,
