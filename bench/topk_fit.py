@@ -47,7 +47,7 @@ def map_recall(ids: np.ndarray, params: np.ndarray, k: int) -> tuple[float, floa
     """recall@K and top-1 of a map against the brute-force top-K of these sites."""
     import taichi as ti
 
-    from kernels import fit as kfit
+    from kernels import table as ktable
     from kernels.common import TABLE_COLS
     from sadcodec.topk import TopKMap
 
@@ -56,7 +56,7 @@ def map_recall(ids: np.ndarray, params: np.ndarray, k: int) -> tuple[float, floa
     p = ti.ndarray(ti.f32, shape=(n, cols))
     p.from_numpy(np.ascontiguousarray(params, dtype=np.float32))
     tab = ti.ndarray(ti.f32, shape=(n, TABLE_COLS))
-    kfit.prepare(p, tab, n)
+    ktable.prepare(p, tab, n)
     ref = TopKMap(h, w, k)
     ref.exact(tab, n, 1.0 / max(w, h))
     return recall(ids, ref.to_numpy())

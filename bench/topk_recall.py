@@ -77,8 +77,8 @@ def main() -> None:
     init_backend("cpu", args.threads)
     import taichi as ti
 
-    from kernels import fit as kfit
     from kernels import render as krender
+    from kernels import table as ktable
     from kernels.common import TABLE_COLS
     from sadcodec import decoder
     from sadcodec.topk import TopKMap, cull_tiles
@@ -96,7 +96,7 @@ def main() -> None:
         p = ti.ndarray(ti.f32, shape=(n, cols))
         p.from_numpy(params.astype(np.float32))
         tab = ti.ndarray(ti.f32, shape=(n, TABLE_COLS))
-        kfit.prepare(p, tab, n)
+        ktable.prepare(p, tab, n)
         out = ti.ndarray(ti.u8, shape=(h, w, c))
 
         def render(m: TopKMap, tab=tab, p=p, out=out, s_inv=s_inv, k=k, c=c) -> np.ndarray:

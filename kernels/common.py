@@ -1,6 +1,6 @@
 """Shared Taichi functions: the SAD score, a counter-based RNG, fixed-point accumulation.
 
-Site table layout (float32, one row per site), written by ``fit.prepare``:
+Site table layout (float32, one row per site), written by ``table.prepare``:
     0 px, 1 py, 2 cos(theta), 3 sin(theta), 4 exp(a), 5 exp(-a), 6 r, 7 exp(t)
 Parameter layout (float32, one row per site), what the optimiser updates:
     0 px, 1 py, 2 theta, 3 a, 4 r, 5 t, 6.. colour channels

@@ -1,4 +1,4 @@
-"""Fitting kernels: site-table preparation, fused forward+backward, site statistics, Adam.
+"""Fitting kernels: fused forward+backward, site statistics, Adam.
 
 Gradients are of L = sum over pixels and channels of (C(x) - T(x))^2, written by hand
 (chain rule through softmax, logit, anisotropic metric); tests check them against finite
@@ -17,36 +17,12 @@ from .common import (
     exp_nonpos,
     to_fixed,
 )
+from .table import table_site
 
 # Candidates with a softmax weight below this get no gradient (all terms scale with w).
 W_SKIP = 1e-5
 # Loop iterations per band in forward_backward_bands (see there).
 TASK_PAD = 512
-
-
-@ti.func
-def _table_site(params: ti.template(), tab: ti.template(), i: ti.i32):
-    th = params[i, 2]
-    a = params[i, 3]
-    tab[i, 0] = params[i, 0]
-    tab[i, 1] = params[i, 1]
-    tab[i, 2] = ti.cos(th)
-    tab[i, 3] = ti.sin(th)
-    tab[i, 4] = ti.exp(a)
-    tab[i, 5] = ti.exp(-a)
-    tab[i, 6] = params[i, 4]
-    tab[i, 7] = ti.exp(params[i, 5])
-
-
-@ti.kernel
-def prepare(
-    params: ti.types.ndarray(dtype=ti.f32, ndim=2),
-    tab: ti.types.ndarray(dtype=ti.f32, ndim=2),
-    n: ti.i32,
-):
-    """Per-site values every pixel needs (trig and exponentials), computed once per step."""
-    for i in range(n):
-        _table_site(params, tab, i)
 
 
 @ti.func
@@ -126,9 +102,9 @@ def prepare_step(
     for i in range(n):
         if quant:
             _quant_site(params, shown, i, width, height, grid)
-            _table_site(shown, tab, i)
+            table_site(shown, tab, i)
         else:
-            _table_site(params, tab, i)
+            table_site(params, tab, i)
     for r in range(loss.shape[0]):
         loss[r] = 0.0
 

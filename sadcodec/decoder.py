@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import taichi as ti
 
-from kernels import fit as kfit
 from kernels import render as krender
+from kernels import table as ktable
 from kernels.common import TABLE_COLS
 
 from . import bitstream, container
@@ -112,7 +112,7 @@ def render_params(
     else:
         p[:] = params
     tab = array((n, TABLE_COLS), np.float32, ti.f32)
-    kfit.prepare(p, tab, n)
+    ktable.prepare(p, tab, n)
     out = array((out_h, out_w, c), np.uint8, ti.u8)
     # The CPU finds each pixel's exact top-K from tile-culled lists and blends it at once
     # (about 8x faster than jump flooding on Kodak files, and no (H, W, K) map is stored).

@@ -24,6 +24,7 @@ import numpy as np
 import taichi as ti
 
 from kernels import fit as kfit
+from kernels import table as ktable
 from kernels.common import GEOM_PARAMS, STAT_SCALE, TABLE_COLS
 
 from . import quantize
@@ -315,7 +316,7 @@ class Fitter:
         q = quantize.roundtrip(p, spec, self.w, self.h, keep_sign=True)
         p[:, :GEOM_PARAMS] = q[:, :GEOM_PARAMS]
         self.set_sites(p, m, v)
-        kfit.prepare(self.params, self.tab, self.n)
+        ktable.prepare(self.params, self.tab, self.n)
         self.map.refresh(self.tab, self.n, self.s_inv, steps=(1, 1), stencil=8)
         self.frozen = True
         self._wts_stale = True
@@ -340,7 +341,7 @@ class Fitter:
             new_index = np.full(len(keep), -1, np.int32)
             new_index[keep] = np.arange(int(keep.sum()), dtype=np.int32)
             self.map.remap(new_index)
-        kfit.prepare(self.params, self.tab, self.n)
+        ktable.prepare(self.params, self.tab, self.n)
         if self._tiled_build():
             return
         if n_new_from is not None and n_new_from < self.n:
@@ -350,7 +351,7 @@ class Fitter:
         )
 
     def full_build(self) -> None:
-        kfit.prepare(self.params, self.tab, self.n)
+        ktable.prepare(self.params, self.tab, self.n)
         if not self._tiled_build():
             self.map.build(self.tab, self.n, self.s_inv)
 
@@ -529,7 +530,7 @@ def fit_to_budget(
     full = np.zeros((fitter.cap, fitter.p), np.float32)
     full[: fitter.n] = params  # the file's own values (float64 rounding), not the f32 QAT copy
     fitter.shown.from_numpy(full)
-    kfit.prepare(fitter.shown, fitter.tab, fitter.n)
+    ktable.prepare(fitter.shown, fitter.tab, fitter.n)
     fitter.map.refresh(fitter.tab, fitter.n, fitter.s_inv, steps=(1,), stencil=4)
     fitter.loss.fill(0)
     kfit.forward_backward(

@@ -13,6 +13,7 @@ import taichi as ti
 from conftest import random_scene
 
 from kernels import fit as kfit
+from kernels import table as ktable
 from kernels.common import TABLE_COLS
 
 W, H, C, N, K = 24, 20, 3, 30, 8
@@ -87,7 +88,7 @@ def upload(params: np.ndarray, target: np.ndarray, topk: np.ndarray):
     p = ti.ndarray(ti.f32, shape=(n, cols))
     p.from_numpy(params)
     tab = ti.ndarray(ti.f32, shape=(n, TABLE_COLS))
-    kfit.prepare(p, tab, n)
+    ktable.prepare(p, tab, n)
     tk = ti.ndarray(ti.i32, shape=topk.shape)
     tk.from_numpy(topk)
     tg = ti.ndarray(ti.f32, shape=target.shape)

@@ -117,8 +117,8 @@ def _map_render(params: np.ndarray, src_w: int, src_h: int, out_w: int, out_h: i
     """render() over the brute-force top-K map: the two-step path the fused one replaces."""
     import taichi as ti
 
-    from kernels import fit as kfit
     from kernels import render as krender
+    from kernels import table as ktable
     from kernels.common import TABLE_COLS
     from sadcodec.topk import TopKMap
 
@@ -126,7 +126,7 @@ def _map_render(params: np.ndarray, src_w: int, src_h: int, out_w: int, out_h: i
     p = ti.ndarray(ti.f32, shape=(n, cols))
     p.from_numpy(params.astype(np.float32))
     tab = ti.ndarray(ti.f32, shape=(n, TABLE_COLS))
-    kfit.prepare(p, tab, n)
+    ktable.prepare(p, tab, n)
     s_inv = 1.0 / max(src_w, src_h)
     m = TopKMap(out_h, out_w, k, sx=src_w / out_w, sy=src_h / out_h)
     m.exact(tab, n, s_inv)

@@ -12,7 +12,7 @@ import pytest
 import taichi as ti
 from conftest import random_scene
 
-from kernels import fit as kfit
+from kernels import table as ktable
 from kernels.common import TABLE_COLS
 from sadcodec.topk import TopKMap
 
@@ -70,7 +70,7 @@ def upload(params: np.ndarray):
     p = ti.ndarray(ti.f32, shape=(n, cols))
     p.from_numpy(params)
     tab = ti.ndarray(ti.f32, shape=(n, TABLE_COLS))
-    kfit.prepare(p, tab, n)
+    ktable.prepare(p, tab, n)
     return p, tab
 
 
@@ -154,7 +154,7 @@ def test_refresh_tracks_moving_sites(params):
         moved[:, 0] = np.clip(moved[:, 0], 0.0, W - 1e-3)
         moved[:, 1] = np.clip(moved[:, 1], 0.0, H - 1e-3)
         p.from_numpy(moved)
-        kfit.prepare(p, tab, N)
+        ktable.prepare(p, tab, N)
         before = measure(tk.to_numpy(), logits(moved, x, y))
         tk.refresh(tab, N, 1.0 / S, steps=(1, 1, 1))
         after = measure(tk.to_numpy(), logits(moved, x, y))
