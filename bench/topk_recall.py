@@ -138,7 +138,7 @@ def main() -> None:
             t0 = time.perf_counter()
             tiles = cull_tiles(tab, n, s_inv, w, h, k)
             assert tiles is not None, "culling declined"
-            krender.render_tiled(out, *tiles.lists(), tab, p, *tiles.geometry(), k, c)
+            krender.render_tiled(out, *tiles.lists(), tab, p, *tiles.geometry(), k, c, 0)
             ti.sync()
             times.append(time.perf_counter() - t0)
         psnr, differ = against(out.to_numpy(), ref_img)

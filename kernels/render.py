@@ -3,7 +3,7 @@
 import taichi as ti
 
 from .common import blend, blend_scored
-from .topk import row_items, tile_row, tile_row_topk
+from .topk import row_items, split_keys, tile_row, tile_row_topk
 
 
 @ti.kernel
@@ -52,6 +52,7 @@ def render_tiled(
     pad: ti.i32,
     K: ti.template(),
     C: ti.template(),
+    SORT_FIRST: ti.template(),
 ):
     """render() of the exact top-K straight from culled tile lists (topk.cull_tiles): each
     pixel finds its K sites as topk.tile_topk does and blends the scores it found them
@@ -63,8 +64,7 @@ def render_tiled(
             continue
         t, x0, nx, y = tile_row(u // pad, size, cols, w)
         if y < h and nx > 0:
-            ids, sc = tile_row_topk(lst, ub, off, cnt, tab, t, x0, nx, y, sx, sy, s_inv, K)
+            key = tile_row_topk(lst, ub, off, cnt, tab, t, x0, nx, y, sx, sy, s_inv, K, SORT_FIRST)
             for p in range(nx):
-                pid = ti.Vector([ids[p, k] for k in ti.static(range(K))], dt=ti.i32)
-                plg = ti.Vector([sc[p, k] for k in ti.static(range(K))], dt=ti.f32)
+                pid, plg = split_keys(ti.Vector([key[p, k] for k in ti.static(range(K))]))
                 _store(out, y, x0 + p, blend_scored(pid, plg, params, C), C)

@@ -5,6 +5,7 @@ by logit (best first). Pixel (X, Y) of the map is evaluated at the fitted-image 
 ((X + 0.5) * sx, (Y + 0.5) * sy), so the same kernels serve any output resolution.
 """
 
+import numpy as np
 import taichi as ti
 
 from .common import NEG_INF, Q_EPS, random_index, site_logit
@@ -451,6 +452,56 @@ def tile_cull_once(
 ROW = 8
 
 
+def _host_key(score: float, site: int) -> int:
+    """_rank_key of a float32 score and a site, computed in Python (for constants)."""
+    b = int(np.array([score], np.float32).view(np.int32)[0])
+    return ((b ^ ((b >> 31) & 0x7FFFFFFF)) << 32) + (0x7FFFFFFF - site)
+
+
+# The key of an empty slot (NEG_INF, site -1), below every site's; one above every key;
+# the bits of -0.0 as an int32.
+EMPTY_KEY = _host_key(NEG_INF, -1)
+TOP_KEY = (1 << 63) - 1
+NEG_ZERO_BITS = -(1 << 31)
+
+
+@ti.func
+def _rank_key(s, c):
+    """One int64 that orders (logit s, site c) as the lists do: higher logit first, then
+    the lower index. The float's bits, flipped below zero, order like the float (-0.0
+    taken as +0.0); the low half is 2^31 - 1 - c. A compare-exchange of two keys is then
+    a branch-free max and min, and a list's order test one integer compare."""
+    b = ti.bit_cast(s, ti.i32)
+    b = ti.select(b == NEG_ZERO_BITS, 0, b)
+    o = b ^ ((b >> 31) & 0x7FFFFFFF)
+    return (ti.cast(o, ti.i64) << 32) + (ti.i64(0x7FFFFFFF) - ti.cast(c, ti.i64))
+
+
+@ti.func
+def _key_logit(key):
+    o = ti.cast(key >> 32, ti.i32)
+    return ti.bit_cast(o ^ ((o >> 31) & 0x7FFFFFFF), ti.f32)
+
+
+@ti.func
+def split_keys(key):
+    """(sites, logits) of _rank_key keys (scalars or vectors): an empty slot gives -1 and
+    NEG_INF."""
+    return ti.cast(ti.i64(0x7FFFFFFF) - (key & ti.i64(0xFFFFFFFF)), ti.i32), _key_logit(key)
+
+
+@ti.func
+def _row_logits(tab: ti.template(), c: ti.i32, x0: ti.i32, lanes, py: ti.f32, sx: ti.f32, s_inv):
+    """Site c's logits at the pixels x0 + lanes of a row (site_logit's arithmetic, in its
+    order), a vector lane a pixel: Taichi traces it once, not once per lane."""
+    dx = (ti.cast(x0 + lanes, ti.f32) + 0.5) * sx - tab[c, 0]
+    dy = py - tab[c, 1]
+    al = tab[c, 2] * dx + tab[c, 3] * dy
+    be = -tab[c, 3] * dx + tab[c, 2] * dy
+    q = tab[c, 4] * al * al + tab[c, 5] * be * be + Q_EPS
+    return -tab[c, 7] * (ti.sqrt(q) - tab[c, 6]) * s_inv
+
+
 @ti.func
 def tile_row_topk(
     lst: ti.template(),
@@ -466,53 +517,67 @@ def tile_row_topk(
     sy: ti.f32,
     s_inv: ti.f32,
     K: ti.template(),
+    SORT_FIRST: ti.template(),
 ):
-    """The exact top-K (ids, logits: (ROW, K), best first, -1 / NEG_INF where a pixel has
-    fewer sites) of the nx <= ROW pixels from column x0 of row y, among tile t's surviving
-    sites, given best bound first. The scan stops at the first site whose bound is below
-    every pixel's K-th score, as no later site can enter any list. Ties go to the lower
-    index, so the result does not depend on the order the sites come in and equals the
-    brute force's (the logit is site_logit's arithmetic, in its order)."""
+    """The exact top-K of the nx <= ROW pixels from column x0 of row y, among tile t's
+    surviving sites, given best bound first: (ROW, K) _rank_key keys, best first, whose
+    sites and logits split_keys gives (-1 and NEG_INF where a pixel has fewer than K
+    sites; rows past nx are meaningless). The scan stops at the first site whose bound is
+    below every pixel's K-th logit, as no later site can enter any list. Ties go to the
+    lower index, so the result does not depend on the order the sites come in and equals
+    the brute force's (the logit is site_logit's arithmetic, in its order).
+
+    SORT_FIRST fills the lists with the first K sites by a sorting network, not one
+    insertion at a time: faster per pixel, more code for a fresh process to load."""
     R = ti.static(ROW)
-    ids = ti.Matrix([[-1] * K for _ in range(R)], dt=ti.i32)
-    sc = ti.Matrix([[NEG_INF] * K for _ in range(R)], dt=ti.f32)
+    key = ti.Matrix([[ti.i64(EMPTY_KEY)] * K for _ in range(R)], dt=ti.i64)
     py = (ti.cast(y, ti.f32) + 0.5) * sy
     lanes = ti.Vector([p for p in ti.static(range(R))], dt=ti.i32)
-    # A lane past the row's end is no pixel: never entered, never holds the scan.
-    kth = ti.select(lanes < nx, NEG_INF, -NEG_INF)
-    thr = NEG_INF  # min of kth: no site below it can enter any lane's list
     first = off[t]
-    for j in range(cnt[t]):
+    kth = ti.select(lanes < nx, ti.i64(EMPTY_KEY), ti.i64(TOP_KEY))
+    thr = NEG_INF  # the lowest K-th logit: no site whose bound is below it enters a list
+    m = 0
+    if ti.static(SORT_FIRST):
+        # The first K sites enter every list: store them, then sort each lane with a
+        # branch-free network. Inserting them one at a time was most of the insertions
+        # and most of the time (mispredicted branches); later sites seldom enter.
+        m = ti.min(cnt[t], K)
+        for j in range(m):
+            c = lst[first + j]
+            sk = _rank_key(_row_logits(tab, c, x0, lanes, py, sx, s_inv), c)
+            for p in ti.static(range(R)):
+                key[p, j] = sk[p]
+        for p in range(R):
+            for r in ti.static(range(K)):  # odd-even transposition: K rounds sort K keys
+                for i in ti.static(range(r % 2, K - 1, 2)):
+                    a = key[p, i]
+                    b = key[p, i + 1]
+                    key[p, i] = ti.max(a, b)
+                    key[p, i + 1] = ti.min(a, b)
+        last = ti.Vector([key[p, K - 1] for p in ti.static(range(R))], dt=ti.i64)
+        kth = ti.select(lanes < nx, last, ti.i64(TOP_KEY))
+        thr = _key_logit(kth.min())
+    for j in range(m, cnt[t]):
         if ub[first + j] < thr:
             break
         c = lst[first + j]
-        # Vector arithmetic, one lane a pixel (Taichi traces it once, not once per lane).
-        dx = (ti.cast(x0 + lanes, ti.f32) + 0.5) * sx - tab[c, 0]
-        dy = py - tab[c, 1]
-        al = tab[c, 2] * dx + tab[c, 3] * dy
-        be = -tab[c, 3] * dx + tab[c, 2] * dy
-        q = tab[c, 4] * al * al + tab[c, 5] * be * be + Q_EPS
-        s = -tab[c, 7] * (ti.sqrt(q) - tab[c, 6]) * s_inv
+        sk = _rank_key(_row_logits(tab, c, x0, lanes, py, sx, s_inv), c)
         # Most sites after the first few enter no lane: one vector compare skips them.
-        # The insertion is a loop over the pixels, not unrolled: a `sad decode` process
-        # loads the render kernel afresh, at a cost that grows with its code.
-        if (s >= kth).any():
+        if (sk > kth).any():
             for p in range(R):
-                v = s[p]
-                if v > kth[p] or (v == kth[p] and c < ids[p, K - 1]):
+                v = sk[p]
+                if v > kth[p]:
                     k = K - 1
                     for _ in range(K - 1):
-                        if v > sc[p, k - 1] or (v == sc[p, k - 1] and c < ids[p, k - 1]):
-                            ids[p, k] = ids[p, k - 1]
-                            sc[p, k] = sc[p, k - 1]
+                        if v > key[p, k - 1]:
+                            key[p, k] = key[p, k - 1]
                             k -= 1
                         else:
                             break
-                    ids[p, k] = c
-                    sc[p, k] = v
-                    kth[p] = sc[p, K - 1]
-            thr = kth.min()
-    return ids, sc
+                    key[p, k] = v
+                    kth[p] = key[p, K - 1]
+            thr = _key_logit(kth.min())
+    return key
 
 
 @ti.func
@@ -557,7 +622,8 @@ def tile_topk(
             continue
         t, x0, nx, y = tile_row(u // pad, size, cols, w)
         if y < h and nx > 0:
-            ids, _ = tile_row_topk(lst, ub, off, cnt, tab, t, x0, nx, y, sx, sy, s_inv, K)
+            key = tile_row_topk(lst, ub, off, cnt, tab, t, x0, nx, y, sx, sy, s_inv, K, 1)
             for p in range(nx):
+                ids, _ = split_keys(ti.Vector([key[p, k] for k in ti.static(range(K))]))
                 for k in ti.static(range(K)):
-                    dst[y, x0 + p, k] = ids[p, k]
+                    dst[y, x0 + p, k] = ids[k]

@@ -135,10 +135,15 @@ def _map_render(params: np.ndarray, src_w: int, src_h: int, out_w: int, out_h: i
     return out.to_numpy()
 
 
+@pytest.mark.parametrize("sorted_fill", [0, 1 << 40])
 @pytest.mark.parametrize("out_w,out_h", [(64, 48), (128, 96), (48, 60), (21, 16)])
-def test_fused_tiled_render_is_the_map_render(scene, out_w, out_h):
+def test_fused_tiled_render_is_the_map_render(scene, out_w, out_h, sorted_fill, monkeypatch):
     """The CPU decoder's fused path (culled tile lists, top-K and blend in one kernel)
-    writes exactly the bytes of render() over the brute-force map."""
+    writes exactly the bytes of render() over the brute-force map, whether it fills the
+    lists by a sorting network (large outputs) or by insertion alone."""
+    import sadcodec.decoder as decoder_mod
+
+    monkeypatch.setattr(decoder_mod, "SORTED_FILL_MIN_PIXELS", sorted_fill)
     got = render_params(scene, 64, 48, out_w, out_h, K)
     assert np.array_equal(got, _map_render(scene, 64, 48, out_w, out_h, K))
 
