@@ -87,7 +87,7 @@ def main() -> None:
         ("top-K build from scratch, jump flooding (CUDA decoder)", build),
         (
             "render (decoder)",
-            lambda: krender.render(f.map.cur, f.tab, f.params, out, 1.0, 1.0, f.s_inv, k, c),
+            lambda: krender.render(f.map.cur, f.tab, f.params, out, 1.0, 1.0, f.s_inv, k, c, 0),
         ),
     ]
     if arch == "cpu":

@@ -100,7 +100,7 @@ def main() -> None:
         out = ti.ndarray(ti.u8, shape=(h, w, c))
 
         def render(m: TopKMap, tab=tab, p=p, out=out, s_inv=s_inv, k=k, c=c) -> np.ndarray:
-            krender.render(m.cur, tab, p, out, 1.0, 1.0, s_inv, k, c)
+            krender.render(m.cur, tab, p, out, 1.0, 1.0, s_inv, k, c, 0)
             return out.to_numpy()
 
         t0 = time.perf_counter()

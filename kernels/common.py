@@ -30,17 +30,17 @@ def site_logit(tab: ti.template(), i: ti.i32, x: ti.f32, y: ti.f32, s_inv: ti.f3
 
 
 @ti.func
-def exp_nonpos(v: ti.f32) -> ti.f32:
-    """exp(v) for v <= 0 in plain arithmetic, so LLVM can vectorise it across lanes (libm's
-    expf is one call per value): 2^n * p(r), r = v - n ln2 in [-ln2/2, ln2/2], p the
-    degree-6 Taylor polynomial. Relative error within 3e-7 * max(1, |v|) (fast math may
-    merge the two-part ln2, so it grows like exp's own conditioning); 0 below about -87.3."""
+def exp_nonpos(v):
+    """exp(v) for v <= 0 (a scalar, or elementwise on a vector or matrix) in plain
+    arithmetic, so LLVM can vectorise it across lanes (libm's expf is one call per
+    value): 2^n * p(r), r = v - n ln2 in [-ln2/2, ln2/2], p the degree-6 Taylor
+    polynomial. Relative error within 3e-7 * max(1, |v|) (fast math may merge the
+    two-part ln2, so it grows like exp's own conditioning); 0 below about -87.3."""
     u = ti.max(v, -88.0)  # keeps p finite; 2^n is then 0 (n = -127)
     n = ti.round(u * 1.4426950408889634)
     r = u - n * 0.693145751953125  # ln2 in two parts: n * hi is exact
     r = r - n * 1.4286068202862268e-06
-    p = 1.0 / 720.0
-    p = p * r + 1.0 / 120.0
+    p = r * (1.0 / 720.0) + 1.0 / 120.0  # p takes r's shape: a scalar, vector or matrix
     p = p * r + 1.0 / 24.0
     p = p * r + 1.0 / 6.0
     p = p * r + 0.5
@@ -136,4 +136,40 @@ def blend_scored(ids: ti.template(), lg: ti.template(), params: ti.template(), C
             if c >= 0:
                 for ch in ti.static(range(C)):
                     col[ch] += wt[k] * params[c, GEOM_PARAMS + ch]
+    return col
+
+
+@ti.func
+def blend_rows(ids: ti.template(), lg: ti.template(), params: ti.template(), C: ti.template()):
+    """The blended colours (R, C) of R pixels' scored sites, ids and logits (R, K) (-1
+    marks an empty slot): blend_scored as whole-matrix arithmetic, a vector lane a pixel,
+    so LLVM vectorises the softmax, with exp_nonpos for libm's exp (blend_scored was a
+    third of the render of a 24 MP decode). Its colours may differ from blend_scored's by
+    float rounding. Matrix operations keep the code Taichi traces per process small; it
+    is still more than blend_scored's, so the renderers use it for large outputs."""
+    R = ti.static(ids.n)
+    K = ti.static(ids.m)
+    live = ids >= 0
+    lgm = ti.select(live, lg, NEG_INF)
+    mx = ti.Vector([NEG_INF] * R, dt=ti.f32)
+    for k in ti.static(range(K)):
+        mx = ti.max(mx, ti.Vector([lgm[p, k] for p in ti.static(range(R))], dt=ti.f32))
+    ones = ti.Vector([1.0] * K, dt=ti.f32)
+    wt = ti.select(live, exp_nonpos(lgm - mx.outer_product(ones)), 0.0)
+    tot = wt @ ones
+    # A pixel with no site (tot 0) has all weights 0 and stays black, as in blend.
+    wt = wt / ti.select(tot > 0, tot, 1.0).outer_product(ones)
+    rows = ti.max(ids, 0)  # an empty slot's weight is 0: any site's colour will do
+    col = ti.Matrix([[0.0] * C for _ in range(R)], dt=ti.f32)
+    for ch in ti.static(range(C)):
+        g = ti.Matrix(
+            [
+                [params[rows[p, k], GEOM_PARAMS + ch] for k in ti.static(range(K))]
+                for p in ti.static(range(R))
+            ],
+            dt=ti.f32,
+        )
+        v = (wt * g) @ ones
+        for p in ti.static(range(R)):
+            col[p, ch] = v[p]
     return col

@@ -2,8 +2,8 @@
 
 import taichi as ti
 
-from .common import blend, blend_scored
-from .topk import row_items, split_keys, tile_row, tile_row_topk
+from .common import NEG_INF, blend, blend_rows, blend_scored, site_logit
+from .topk import ROW, row_items, split_keys, tile_row, tile_row_topk
 
 
 @ti.kernel
@@ -17,15 +17,38 @@ def render(
     s_inv: ti.f32,
     K: ti.template(),
     C: ti.template(),
+    ROWS: ti.template(),
 ):
-    """Render to 8-bit: round(255 * clamp(sum_k w_k c_k, 0, 1))."""
+    """Render to 8-bit: round(255 * clamp(sum_k w_k c_k, 0, 1)); with ROWS, a row of up
+    to ROW pixels per work item blended by blend_rows, as render_tiled does when LARGE."""
     h = topk.shape[0]
     w = topk.shape[1]
-    for y, x in ti.ndrange(h, w):
-        px = (ti.cast(x, ti.f32) + 0.5) * sx
-        py = (ti.cast(y, ti.f32) + 0.5) * sy
-        _, _, col, _ = blend(topk, tab, params, y, x, px, py, s_inv, K, C)
-        _store(out, y, x, col, C)
+    if ti.static(ROWS):
+        R = ti.static(ROW)
+        chunks = (w + R - 1) // R
+        for u in range(h * chunks):
+            y = u // chunks
+            x0 = (u % chunks) * R
+            py = (ti.cast(y, ti.f32) + 0.5) * sy
+            ids = ti.Matrix([[-1] * K for _ in range(R)], dt=ti.i32)
+            lg = ti.Matrix([[NEG_INF] * K for _ in range(R)], dt=ti.f32)
+            for p in ti.static(range(R)):
+                x = ti.min(x0 + p, w - 1)  # lanes past the row's end redo its last pixel
+                px = (ti.cast(x, ti.f32) + 0.5) * sx
+                for k in ti.static(range(K)):
+                    c = topk[y, x, k]
+                    ids[p, k] = c
+                    if c >= 0:
+                        lg[p, k] = site_logit(tab, c, px, py, s_inv)
+            col = blend_rows(ids, lg, params, C)
+            for p in range(ti.min(R, w - x0)):
+                _store(out, y, x0 + p, ti.Vector([col[p, ch] for ch in ti.static(range(C))]), C)
+    else:
+        for y, x in ti.ndrange(h, w):
+            px = (ti.cast(x, ti.f32) + 0.5) * sx
+            py = (ti.cast(y, ti.f32) + 0.5) * sy
+            _, _, col, _ = blend(topk, tab, params, y, x, px, py, s_inv, K, C)
+            _store(out, y, x, col, C)
 
 
 @ti.func
@@ -52,7 +75,7 @@ def render_tiled(
     pad: ti.i32,
     K: ti.template(),
     C: ti.template(),
-    SORT_FIRST: ti.template(),
+    LARGE: ti.template(),
 ):
     """render() of the exact top-K straight from culled tile lists (topk.cull_tiles): each
     pixel finds its K sites as topk.tile_topk does and blends the scores it found them
@@ -64,7 +87,14 @@ def render_tiled(
             continue
         t, x0, nx, y = tile_row(u // pad, size, cols, w)
         if y < h and nx > 0:
-            key = tile_row_topk(lst, ub, off, cnt, tab, t, x0, nx, y, sx, sy, s_inv, K, SORT_FIRST)
-            for p in range(nx):
-                pid, plg = split_keys(ti.Vector([key[p, k] for k in ti.static(range(K))]))
-                _store(out, y, x0 + p, blend_scored(pid, plg, params, C), C)
+            key = tile_row_topk(lst, ub, off, cnt, tab, t, x0, nx, y, sx, sy, s_inv, K, LARGE)
+            if ti.static(LARGE):
+                ids, lg = split_keys(key)
+                col = blend_rows(ids, lg, params, C)
+                for p in range(nx):
+                    row = ti.Vector([col[p, ch] for ch in ti.static(range(C))])
+                    _store(out, y, x0 + p, row, C)
+            else:
+                for p in range(nx):
+                    pid, plg = split_keys(ti.Vector([key[p, k] for k in ti.static(range(K))]))
+                    _store(out, y, x0 + p, blend_scored(pid, plg, params, C), C)

@@ -43,12 +43,14 @@ def decode(
     threads: int | None = None,
 ) -> np.ndarray:
     """Render .sad bytes to uint8 (H, W, C), at the stored size or another resolution."""
-    from .decoder import decode_bytes, output_size, parse
+    from .decoder import output_size, parse, render_params
 
-    hdr, _ = parse(data)  # validate the file and the size before starting the backend
-    output_size(hdr, width, height, scale)
+    # Validate the file and the size before starting the backend; parse once (its entropy
+    # decoding is 0.05 s of a 24 MP decode).
+    hdr, params = parse(data)
+    out_w, out_h = output_size(hdr, width, height, scale)
     init_backend(arch, threads)
-    return decode_bytes(data, width, height, scale)
+    return render_params(params, hdr.width, hdr.height, out_w, out_h, hdr.k)
 
 
 def read_info(data: bytes) -> dict:

@@ -20,11 +20,12 @@ MAX_OUTPUT_PIXELS = 1 << 28
 # beyond it turns a huge declared size into a clear error instead of a failed allocation,
 # which crashes the process inside Taichi.
 MAX_DECODE_BYTES = 4 << 30
-# From this many output pixels on, the fused render fills each pixel's first K entries
-# with a sorting network (kernels/topk.py, tile_row_topk): 18% less scoring time on a
-# 24 MP mosaic (2.89 -> 2.36 s), but ~40 ms more for a fresh process to trace and load,
-# which the insertion-only variant saves on photo-sized files (break-even ~1.7 MP).
-SORTED_FILL_MIN_PIXELS = 2_000_000
+# From this many output pixels on, the fused render takes its LARGE variant: each
+# pixel's first K entries filled by a sorting network (kernels/topk.py, tile_row_topk)
+# and the softmax a row of pixels at a time (kernels/common.py, blend_rows). It takes
+# less time per pixel (24 MP mosaic render 2.27 -> 1.87 s) but ~0.18 s more for a fresh
+# process to trace, which it wins back only from about 8 MP (docs/speed.md).
+LARGE_OUTPUT_PIXELS = 8_000_000
 
 
 def parse(data: bytes) -> tuple[container.Header, np.ndarray]:
@@ -125,18 +126,10 @@ def render_params(
     # defeat culling, builds the map by jump flooding.
     tiles = None if on_gpu else cull_tiles(tab, n, s_inv, out_w, out_h, k, sx, sy)
     if tiles is not None:
-        sort_first = int(out_w * out_h >= SORTED_FILL_MIN_PIXELS)
-        krender.render_tiled(out, *tiles.lists(), tab, p, *tiles.geometry(), k, c, sort_first)
+        large = int(out_w * out_h >= LARGE_OUTPUT_PIXELS)
+        krender.render_tiled(out, *tiles.lists(), tab, p, *tiles.geometry(), k, c, large)
     else:
         topk = TopKMap(out_h, out_w, k, sx=sx, sy=sy, seed=seed)
         topk.build(tab, n, s_inv)
-        krender.render(topk.cur, tab, p, out, topk.sx, topk.sy, s_inv, k, c)
+        krender.render(topk.cur, tab, p, out, topk.sx, topk.sy, s_inv, k, c, 0)
     return out.to_numpy() if on_gpu else out
-
-
-def decode_bytes(
-    data: bytes, width: int | None = None, height: int | None = None, scale: float | None = None
-) -> np.ndarray:
-    hdr, params = parse(data)
-    out_w, out_h = output_size(hdr, width, height, scale)
-    return render_params(params, hdr.width, hdr.height, out_w, out_h, hdr.k)

@@ -113,8 +113,11 @@ def test_small_k_and_few_sites():
         assert within >= 0.999
 
 
-def _map_render(params: np.ndarray, src_w: int, src_h: int, out_w: int, out_h: int, k: int):
-    """render() over the brute-force top-K map: the two-step path the fused one replaces."""
+def _map_render(
+    params: np.ndarray, src_w: int, src_h: int, out_w: int, out_h: int, k: int, rows: int = 0
+):
+    """render() over the brute-force top-K map: the two-step path the fused one replaces
+    (rows: blended a row of pixels at a time, as the fused LARGE variant does)."""
     import taichi as ti
 
     from kernels import render as krender
@@ -131,21 +134,33 @@ def _map_render(params: np.ndarray, src_w: int, src_h: int, out_w: int, out_h: i
     m = TopKMap(out_h, out_w, k, sx=src_w / out_w, sy=src_h / out_h)
     m.exact(tab, n, s_inv)
     out = ti.ndarray(ti.u8, shape=(out_h, out_w, cols - 6))
-    krender.render(m.cur, tab, p, out, m.sx, m.sy, s_inv, k, cols - 6)
+    krender.render(m.cur, tab, p, out, m.sx, m.sy, s_inv, k, cols - 6, rows)
     return out.to_numpy()
 
 
-@pytest.mark.parametrize("sorted_fill", [0, 1 << 40])
+@pytest.mark.parametrize("large", [False, True], ids=["small", "large"])
 @pytest.mark.parametrize("out_w,out_h", [(64, 48), (128, 96), (48, 60), (21, 16)])
-def test_fused_tiled_render_is_the_map_render(scene, out_w, out_h, sorted_fill, monkeypatch):
+def test_fused_tiled_render_is_the_map_render(scene, out_w, out_h, large, monkeypatch):
     """The CPU decoder's fused path (culled tile lists, top-K and blend in one kernel)
-    writes exactly the bytes of render() over the brute-force map, whether it fills the
-    lists by a sorting network (large outputs) or by insertion alone."""
+    writes exactly the bytes of render() over the brute-force map, in both its variants:
+    insertion and a per-pixel blend, or (large outputs) a sorting network and the row
+    blend."""
     import sadcodec.decoder as decoder_mod
 
-    monkeypatch.setattr(decoder_mod, "SORTED_FILL_MIN_PIXELS", sorted_fill)
+    monkeypatch.setattr(decoder_mod, "LARGE_OUTPUT_PIXELS", 0 if large else 1 << 40)
     got = render_params(scene, 64, 48, out_w, out_h, K)
-    assert np.array_equal(got, _map_render(scene, 64, 48, out_w, out_h, K))
+    assert np.array_equal(got, _map_render(scene, 64, 48, out_w, out_h, K, int(large)))
+
+
+@pytest.mark.parametrize("out_w,out_h", [(64, 48), (128, 96), (21, 16)])
+def test_row_blend_is_the_pixel_blend_up_to_rounding(scene, out_w, out_h):
+    """blend_rows (vector lanes, a polynomial exp) and blend (libm's exp) give the same
+    colours up to float rounding: at most one level apart, on few pixels."""
+    a = _map_render(scene, 64, 48, out_w, out_h, K, 0).astype(int)
+    b = _map_render(scene, 64, 48, out_w, out_h, K, 1).astype(int)
+    assert np.abs(a - b).max() <= 1
+    assert (a != b).mean() < 0.01
+    assert a.std() > 10  # a real picture, not a blank one
 
 
 def test_render_falls_back_to_jump_flooding(scene, monkeypatch):
