@@ -24,7 +24,8 @@ MAX_DECODE_BYTES = 4 << 30
 # pixel's first K entries filled by a sorting network (kernels/topk.py, tile_row_topk)
 # and the softmax a row of pixels at a time (kernels/common.py, blend_rows). It takes
 # less time per pixel (24 MP mosaic render 2.27 -> 1.87 s) but ~0.18 s more for a fresh
-# process to trace, which it wins back only from about 8 MP (docs/speed.md).
+# process to trace and compile (1 MP: 0.97 vs 0.80 s), won back from about 8 MP
+# (docs/speed.md).
 LARGE_OUTPUT_PIXELS = 8_000_000
 
 
