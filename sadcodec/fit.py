@@ -5,10 +5,11 @@
 1. gradient-weighted init with part of the expected site budget;
 2. Adam with per-group learning rates; the top-K map refreshed by step-1 passes;
 3. every ``densify_every`` iterations: drop dead sites, split the sites carrying the most
-   error toward the error centroid, steering the count to what the budget allows (bits per
-   site measured by really compressing the current sites);
-4. the last part of the run renders through quantize/dequantize (straight-through), so the
-   fit optimises what the decoder sees;
+   error toward the error centroid (or shed the cheapest, when over), steering the count to
+   what the budget allows (bits per site measured by really compressing the current sites);
+4. the geometry is snapped to the file's grid in two steps (positions and directions,
+   then the rest) and fixed; the last part of the run renders through quantize/dequantize
+   (straight-through), so the colours are fitted to what the decoder sees;
 5. the file is written; while it is over budget the sites cheapest to lose are removed
    and the fit is touched up briefly.
 """
@@ -52,9 +53,20 @@ class FitConfig:
     # is snapped to its quantization grid and frozen, and only the colours keep learning:
     # they absorb the error the geometry grid causes, and the map needs no refreshing.
     freeze_from: float = 0.7
+    # Geometry snapped (and fixed) earlier, at snap_from: the rest of the geometry adapts
+    # to its grid before it is snapped in turn at freeze_from. Positions and directions
+    # first: +0.17 dB mean on seven Kodak images at 1 bpp; the temperature and radius first
+    # lost 0.05 dB (docs/tuning.md, "Snapping in two steps"). Names joined by "+": pos,
+    # theta, a, r, t; "" snaps everything at freeze_from.
+    snap_early: str = "pos+theta"
+    snap_from: float = 0.65
     decay_from: float = 0.5
     final_lr: float = 0.05
     touch_up: int = 20
+    # Adam's second-moment decay. 0.999 averages over more steps than the geometry phase
+    # has, and a site added by densify (zero moments) takes steps of 2-4x the rate for
+    # its first hundred; 0.95: +0.2 dB on seven Kodak images at 1 bpp (docs/tuning.md).
+    adam_b2: float = 0.95
     fill_slack: float = 0.06  # grow again if more than this share of the budget is unused
     # Build the map exactly by tile culling (CPU) at the start and after densify/prune,
     # instead of jump flooding (and five passes over the patched map after densify).
@@ -118,6 +130,9 @@ GRAD_BANDS = 16
 # The rate fit drops at most this share of the sites between two measurements of what
 # each site's removal costs.
 RATE_DROP_BATCH = 0.005
+# A densify round over its site goal sheds at most this share of the sites (the fit has
+# the iterations up to the next round to close the holes; see RATE_DROP_BATCH).
+SHED_PER_ROUND = 0.02
 
 
 class Fitter:
@@ -148,7 +163,8 @@ class Fitter:
         self.map = TopKMap(self.h, self.w, cfg.k, seed=cfg.seed)
         self.n = 0
         self.frozen = False  # geometry snapped to the grid and no longer updated
-        self._lr_frozen: bool | None = None  # the frozen state self.lr was uploaded for
+        self._lr_frozen: tuple | None = None  # the frozen state self.lr was uploaded for
+        self.fixed_cols: tuple = ()  # geometry columns already snapped to the grid
         self.grid = ti.ndarray(ti.f32, shape=(11,))
         self._grid_spec: quantize.QuantSpec | None = None
         # Exact stage timers need a device sync per stage: free on the CPU (kernels there
@@ -279,15 +295,18 @@ class Fitter:
             )
         t0 = self._tick("forward_backward", t0)
         self.step_count += 1
-        b1, b2 = 0.9, 0.999
-        if self._lr_frozen is not self.frozen:  # upload the per-column rates on change only
+        b1, b2 = 0.9, self.cfg.adam_b2
+        state = (self.frozen, self.fixed_cols)
+        if self._lr_frozen != state:  # upload the per-column rates on change only
             lrs = self.cfg.lr
             per_col = [lrs["pos"], lrs["pos"], lrs["theta"], lrs["a"], lrs["r"], lrs["t"]]
             if self.frozen:
                 per_col = [0.0] * len(per_col)
+            for col in self.fixed_cols:
+                per_col[col] = 0.0
             per_col += [lrs["col"]] * self.c
             self.lr.from_numpy(np.array(per_col, np.float32))
-            self._lr_frozen = self.frozen
+            self._lr_frozen = state
         kfit.adam(
             self.params,
             self.grad,
@@ -320,6 +339,15 @@ class Fitter:
         self.map.refresh(self.tab, self.n, self.s_inv, steps=(1, 1), stencil=8)
         self.frozen = True
         self._wts_stale = True
+
+    def snap_columns(self, spec: quantize.QuantSpec, cols: tuple) -> None:
+        """Snap some geometry columns to the file's grid and stop updating them."""
+        p, m, v = self.get_sites()
+        q = quantize.roundtrip(p, spec, self.w, self.h, keep_sign=True)
+        p[:, list(cols)] = q[:, list(cols)]
+        self.set_sites(p, m, v)
+        ktable.prepare(self.params, self.tab, self.n)
+        self.fixed_cols = tuple(sorted(set(self.fixed_cols) | set(cols)))
 
     def psnr(self, loss: float) -> float:
         mse = loss / (self.h * self.w * self.c)
@@ -372,6 +400,13 @@ class Fitter:
         """Iterations between map refreshes while fitting."""
         cfg = self.cfg
         return cfg.exact_refresh_every if self.refreshes_exactly() else cfg.refresh_every
+
+
+_SNAP_COLS = {"pos": (0, 1), "theta": (2,), "a": (3,), "r": (4,), "t": (5,)}
+
+
+def _snap_cols(names) -> tuple:
+    return tuple(c for n in names.split("+") for c in _SNAP_COLS[n])
 
 
 def quant_grid(spec: quantize.QuantSpec) -> np.ndarray:
@@ -429,6 +464,8 @@ def fit_to_budget(
     qat_from = int(cfg.qat_from * iters)
     freeze_from = int(cfg.freeze_from * iters) if cfg.freeze_from < 1 else -1
     decay_from = int(cfg.decay_from * iters)
+    # Not before densification ends: sites it adds later would keep unsnapped columns.
+    snap_from = max(int(cfg.snap_from * iters), dens_end + 1)
     sub_end = int(cfg.subsample_until * iters)
     refresh_every = fitter.refresh_interval()
     loss = float("nan")
@@ -453,6 +490,8 @@ def fit_to_budget(
         else:
             frac = (it - decay_from) / max(1, iters - decay_from)
             scale = cfg.final_lr + (1 - cfg.final_lr) * 0.5 * (1 + math.cos(math.pi * frac))
+        if it == snap_from and cfg.snap_early:
+            fitter.snap_columns(spec, _snap_cols(cfg.snap_early))
         if it == freeze_from:
             fitter.freeze_geometry(spec)
         use_q = spec if it >= qat_from else None
@@ -568,6 +607,15 @@ def _densify_prune(
     n = fitter.n
     keep = st[:, 0] >= 0.05  # sites that own almost no pixel mass are dead weight
     n_keep = int(keep.sum())
+    if n_keep > n_goal:
+        # A site's bits grow as the fit goes on (kodim01 at 1 bpp: 42.6 -> 45.1 bits), so
+        # the count set early ends over budget; shed the sites cheapest to lose now, while
+        # the fit can still adapt, not all at once in the rate fit.
+        # At most SHED_PER_ROUND at once: each cost is that of losing the site alone.
+        n_shed = min(n_keep - n_goal, max(1, int(SHED_PER_ROUND * n_keep)))
+        cost = np.where(keep, st[:, 4], np.inf)
+        keep[np.argsort(cost, kind="stable")[:n_shed]] = False
+        n_keep -= n_shed
     room = fitter.cap - n_keep
     if last:
         n_add = n_goal - n_keep
