@@ -13,7 +13,7 @@ from . import bitstream, container
 from .backend import current_arch
 from .errors import SadError, SadFormatError
 from .quantize import dequantize
-from .topk import CULL_SLOTS_PER_PIXEL, MAX_TILE_ENTRIES_PER_PIXEL, TopKMap, cull_tiles
+from .topk import CULL_SLOTS_PER_PIXEL, TopKMap, cull_tiles
 
 MAX_OUTPUT_PIXELS = 1 << 28
 # Working memory of one decode (bytes_per_pixel times the output's pixels). Refusing
@@ -55,11 +55,13 @@ def parse(data: bytes) -> tuple[container.Header, np.ndarray]:
 
 def bytes_per_pixel(k: int, channels: int) -> int:
     """Peak decoder memory per output pixel, whichever path runs: jump flooding's two
-    (H, W, K) int32 maps plus the output, or tile culling at its limits (a level's slots,
-    index and bound, CULL_SLOTS_PER_PIXEL a pixel; its parent's lists and bounds,
-    MAX_TILE_ENTRIES_PER_PIXEL a pixel; the output). Kodak files need far less."""
+    (H, W, K) int32 maps plus the output, or tile culling at its limits (a one-launch
+    level's slots, index and bound, CULL_SLOTS_PER_PIXEL a pixel; the slot array of
+    indices its parent was culled into, as long; the output), plus ~1 byte of per-tile
+    arrays. A two-launch level holds less (its lists at most MAX_TILE_ENTRIES_PER_PIXEL
+    a pixel). Kodak files need far less: slots are written only for possible survivors."""
     jump_flooding = 8 * k + 2 * channels
-    culling = 8 * (CULL_SLOTS_PER_PIXEL + MAX_TILE_ENTRIES_PER_PIXEL) + channels
+    culling = (4 + 8) * CULL_SLOTS_PER_PIXEL + channels + 1
     return max(jump_flooding, culling)
 
 
@@ -88,7 +90,8 @@ def output_size(
             f"output size {width}x{height} is too large (at most {container.MAX_SIDE} per "
             f"side and {MAX_OUTPUT_PIXELS} pixels)"
         )
-    need = width * height * bytes_per_pixel(hdr.k, hdr.channels)
+    # Each culling level's slots may also take one entry per site (12 bytes).
+    need = width * height * bytes_per_pixel(hdr.k, hdr.channels) + 12 * hdr.n_sites
     if need > MAX_DECODE_BYTES:
         raise SadError(
             f"output size {width}x{height} needs {need / 2**30:.1f} GiB to decode at K = "

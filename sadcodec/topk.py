@@ -123,6 +123,7 @@ def cull_tiles(
         slots = counts[((ty // ratio) * parent_cols + tx // ratio).ravel()]
         if int(slots.sum()) <= CULL_SLOTS_PER_PIXEL * w * h + n:
             new_off = np.concatenate(([0], np.cumsum(slots)[:-1])).astype(np.int64)
+            ub = None  # the parent's bounds are not read: free them before allocating
             new_lst = np.empty(max(int(slots.sum()), 1), np.int32)
             ub = np.empty(new_lst.shape, np.float32)
             k_topk.tile_cull_once(

@@ -481,12 +481,13 @@ def test_decode_memory_is_bounded_before_allocating():
     with pytest.raises(SadError, match="GiB to decode"):
         sadcodec.decode(huge)
     assert sadcodec.decode(huge, width=32).shape == (32, 32, 3)  # smaller is fine
-    ok, _ = container.read(patch(data, width=4096, height=4096))  # 1.3 GiB at K = 8
+    ok, _ = container.read(patch(data, width=4096, height=4096))  # 1.6 GiB at K = 8
     assert decoder.output_size(ok, None, None, None) == (4096, 4096)
-    # At small K the tile-culling path's worst case (83 bytes a pixel) sets the bound.
-    assert decoder.bytes_per_pixel(8, 3) == 83 and decoder.bytes_per_pixel(32, 3) == 262
-    big, _ = container.read(patch(data, width=8000, height=7000, k=4))  # 4.35 GiB
-    with pytest.raises(SadError, match=r"needs 4\.3 GiB to decode at K = 4"):
+    # At small K the tile-culling path's worst case (100 bytes a pixel: a level's slots,
+    # 8 a pixel of index and bound, and the parent's slots of indices) sets the bound.
+    assert decoder.bytes_per_pixel(8, 3) == 100 and decoder.bytes_per_pixel(32, 3) == 262
+    big, _ = container.read(patch(data, width=8000, height=7000, k=4))  # 5.2 GiB
+    with pytest.raises(SadError, match=r"needs 5\.2 GiB to decode at K = 4"):
         decoder.output_size(big, None, None, None)
 
 
