@@ -9,7 +9,8 @@ from .errors import SadError
 from .fit import FitConfig, FitResult, Progress, fit_to_budget
 from .quantize import QuantSpec, quantize
 
-# Effort levels: iterations of the main fit (the default meets the quality/time bar).
+# Effort levels: iterations of the main fit. The default meets the 30 s time bar at 1 bpp;
+# 4x its iterations still gain 0.5-0.6 dB (docs/speed.md), so higher levels pay.
 EFFORT_ITERATIONS = {1: 200, 2: 400, 3: 600, 4: 800, 5: 1200, 6: 1600, 7: 2400, 8: 3200, 9: 4800}
 DEFAULT_EFFORT = 4
 MIN_SITES = 1
