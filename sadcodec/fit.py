@@ -55,9 +55,9 @@ class FitConfig:
     freeze_from: float = 0.7
     # Geometry snapped (and fixed) earlier, at snap_from: the rest of the geometry adapts
     # to its grid before it is snapped in turn at freeze_from. Positions and directions
-    # first: +0.17 dB mean on seven Kodak images at 1 bpp; the temperature and radius first
-    # lost 0.05 dB (docs/tuning.md, "Snapping in two steps"). Names joined by "+": pos,
-    # theta, a, r, t; "" snaps everything at freeze_from.
+    # first: +0.17 dB mean on seven Kodak images at 1 bpp; the temperature and radius
+    # first lost 0.05 dB (docs/tuning.md, "Site count, two-step snapping, Adam's second
+    # moment"). Names joined by "+": pos, theta, a, r, t; "" snaps all at freeze_from.
     snap_early: str = "pos+theta"
     snap_from: float = 0.65
     decay_from: float = 0.5
@@ -331,11 +331,7 @@ class Fitter:
 
     def freeze_geometry(self, spec: quantize.QuantSpec) -> None:
         """Snap every site's geometry to the grid the file stores and stop updating it."""
-        p, m, v = self.get_sites()
-        q = quantize.roundtrip(p, spec, self.w, self.h, keep_sign=True)
-        p[:, :GEOM_PARAMS] = q[:, :GEOM_PARAMS]
-        self.set_sites(p, m, v)
-        ktable.prepare(self.params, self.tab, self.n)
+        self.snap_columns(spec, tuple(range(GEOM_PARAMS)))
         self.map.refresh(self.tab, self.n, self.s_inv, steps=(1, 1), stencil=8)
         self.frozen = True
         self._wts_stale = True
@@ -405,7 +401,7 @@ class Fitter:
 _SNAP_COLS = {"pos": (0, 1), "theta": (2,), "a": (3,), "r": (4,), "t": (5,)}
 
 
-def _snap_cols(names) -> tuple:
+def _snap_cols(names: str) -> tuple:
     return tuple(c for n in names.split("+") for c in _SNAP_COLS[n])
 
 
