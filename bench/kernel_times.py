@@ -3,9 +3,10 @@ breakdown, measured in one process so they compare as ratios.
 
     python bench/kernel_times.py --image ../shared/data/kodak/kodim01.png --threads 2
 
-Sites come from the encoder's own initialisation (9000 sites, about what 1 bpp holds);
-each kernel runs --repeats times after a warm-up and the median is reported. Writes a
-markdown table with --out.
+Sites come from the encoder's own initialisation (9000 sites, about what 1 bpp holds),
+or with --sites-from from a .sad file of the same image (fitted sites: softer, more
+overlapping blends than the initial ones); each kernel runs --repeats times after a
+warm-up and the median is reported. Writes a markdown table with --out.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--image", type=Path, default=Path("../shared/data/kodak/kodim01.png"))
     ap.add_argument("--sites", type=int, default=9000)
+    ap.add_argument("--sites-from", type=Path, default=None, help="a .sad file of --image")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--arch", default="cpu", help="cpu, cuda or auto")
@@ -61,18 +63,32 @@ def main() -> None:
 
     img = iio.imread(args.image)[..., :3].astype(np.float32) / 255.0
     h, w, c = img.shape
-    f = Fitter(img, args.sites + 64, FitConfig())
+    if args.sites_from is not None:
+        from sadcodec import decoder
+
+        sites = decoder.parse(args.sites_from.read_bytes())[1].astype(np.float32)
+        origin = f"the sites of {args.sites_from.name}"
+    else:
+        sites = init_sites(img, args.sites, np.random.default_rng(0))
+        origin = "initial sites"
+    f = Fitter(img, len(sites) + 64, FitConfig())
     f.set_bounds(quantize.QuantSpec())
-    f.set_sites(init_sites(img, args.sites, np.random.default_rng(0)))
+    f.set_sites(sites)
     f.full_build()
     n, k = f.n, f.cfg.k
     atomic_grad = ti.ndarray(ti.f32, shape=(1, f.cap, f.p))
 
-    def fb(banded: bool, stride: int = 1):
+    def fb(banded: bool, stride: int = 1, sorted_map: bool = False):
+        # The CPU fit reads the slot-stable copy of the map (Fitter.lanes); a GPU the map.
         grad = f.grad if banded else atomic_grad
+        lanes = f.map.cur if sorted_map or not banded else f.lanes()
         return lambda: kfit.forward_backward(
-            f.map.cur, f.tab, f.params, f.target, grad, f.loss, f.s_inv, k, c, banded, stride
+            lanes, f.tab, f.params, f.target, grad, f.loss, f.s_inv, k, c, banded, stride
         )
+
+    def stable_copy():
+        f.map.version += 1  # as after a refresh: the copy is remade
+        f.lanes()
 
     def build():
         TopKMap(h, w, k).build(f.tab, n, f.s_inv)
@@ -81,7 +97,9 @@ def main() -> None:
     rows = [
         ("forward+backward, CPU bands (default)", fb(True)),
         ("forward+backward, CPU bands, checkerboard (the fit's early steps)", fb(True, 2)),
+        ("forward+backward, CPU bands, map sorted by logit (not slot-stable)", fb(True, 1, True)),
         ("forward+backward, atomics (GPU path)", fb(False)),
+        ("slot-stable copy of the map (CPU, after each refresh)", stable_copy),
         ("top-K refresh: one step-1 pass, 4-stencil", lambda: f.map.refresh(f.tab, n, f.s_inv)),
         ("site statistics (densify/prune)", lambda: f.site_stats(None)),
         ("top-K build from scratch, jump flooding (CUDA decoder)", build),
@@ -92,7 +110,7 @@ def main() -> None:
     ]
     if arch == "cpu":
         rows.insert(
-            6,
+            len(rows) - 1,
             (
                 "top-K exact tiled build (CPU fits' rebuilds)",
                 lambda: TopKMap(h, w, k).build_tiled(f.tab, n, f.s_inv),
@@ -100,7 +118,8 @@ def main() -> None:
         )
     threads = args.threads or "all"
     lines = [
-        f"{args.image.name} ({w}x{h}), {n} sites, K = {k}, backend {arch}, threads: {threads}; "
+        f"{args.image.name} ({w}x{h}), {n} {origin}, K = {k}, backend {arch}, "
+        f"threads: {threads}; "
         f"median of {args.repeats} runs after a warm-up.",
         "",
         "| kernel | ms |",

@@ -16,6 +16,10 @@ NEG_INF = -1e30
 # Fixed-point scale of the site statistics: integer atomics are associative, so the sums
 # do not depend on thread scheduling (float atomics would).
 STAT_SCALE = 2.0**20
+# Taichi's CPU scheduler hands out at least 512 loop iterations per task (and ignores
+# block_dim), so a loop over a few bands would run on one thread: band loops spread
+# their bands TASK_PAD iterations apart so that each task holds exactly one band.
+TASK_PAD = 512
 
 
 @ti.func

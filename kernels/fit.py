@@ -14,6 +14,7 @@ from .common import (
     NEG_INF,
     Q_EPS,
     STAT_SCALE,
+    TASK_PAD,
     exp_nonpos,
     to_fixed,
 )
@@ -21,8 +22,6 @@ from .table import table_site
 
 # Candidates with a softmax weight below this get no gradient (all terms scale with w).
 W_SKIP = 1e-5
-# Loop iterations per band in forward_backward_bands (see there).
-TASK_PAD = 512
 
 
 @ti.func
@@ -107,14 +106,6 @@ def prepare_step(
             table_site(params, tab, i)
     for r in range(loss.shape[0]):
         loss[r] = 0.0
-
-
-@ti.func
-def _acc(g: ti.template(), b: ti.i32, c: ti.i32, j: ti.i32, v: ti.f32, ATOMIC: ti.template()):
-    if ti.static(ATOMIC):
-        ti.atomic_add(g[b, c, j], v)
-    else:
-        g[b, c, j] = g[b, c, j] + v  # a band is one thread's: no atomic needed
 
 
 @ti.func
@@ -210,66 +201,49 @@ def _colour_lanes(
 
 
 @ti.func
-def _pixel_grad(
+def _lane_grads(
     topk: ti.template(),
     tab: ti.template(),
     params: ti.template(),
     target: ti.template(),
-    g: ti.template(),
-    b: ti.i32,
     y: ti.i32,
     x: ti.i32,
     s_inv: ti.f32,
     K: ti.template(),
     C: ti.template(),
-    ATOMIC: ti.template(),
-) -> ti.f32:
-    """Add one pixel's dL/dparams into gradient slice b; return its squared error.
-
-    Lane-wise over the K candidates (_softmax_lanes); only the accumulation into each
-    site's gradient row is per candidate."""
+):
+    """One pixel's candidate ids, squared error (0 without candidates: nothing is
+    rendered there to fit), weights, dL/dcolour gv, and per candidate lane the geometry
+    gradients g0..g5 (lane k's site gets g*[k] and wt[k] * gv; 0 in an empty slot)."""
     px = ti.cast(x, ti.f32) + 0.5
     py = ti.cast(y, ti.f32) + 0.5
     ids, lg, wt, al, be, sq = _softmax_lanes(topk, tab, y, x, px, py, s_inv, K)
-    err = 0.0
-    if ids.max() >= 0:  # the pixel has candidates
-        # The table again: no store since _softmax_lanes read it, so LLVM may reuse those loads.
-        cs = ti.Vector([0.0] * K, dt=ti.f32)
-        sn = ti.Vector([0.0] * K, dt=ti.f32)
-        ea = ti.Vector([0.0] * K, dt=ti.f32)
-        eia = ti.Vector([0.0] * K, dt=ti.f32)
-        et = ti.Vector([0.0] * K, dt=ti.f32)
-        for k in ti.static(range(K)):
-            i = ti.max(ids[k], 0)
-            cs[k] = tab[i, 2]
-            sn[k] = tab[i, 3]
-            ea[k] = tab[i, 4]
-            eia[k] = tab[i, 5]
-            et[k] = tab[i, 7]
-        col, gv, gc, e = _colour_lanes(ids, wt, params, target, y, x, K, C)
-        err = e
-        dl = wt * (gc - gv.dot(col))  # dL/dlogit
-        ds = -dl * et  # dL/ds, s = (sqrt(q) - r) / S
-        dq = ds * s_inv * 0.5 / sq
-        g0 = dq * (-2.0 * ea * al * cs + 2.0 * eia * be * sn)
-        g1 = dq * (-2.0 * ea * al * sn - 2.0 * eia * be * cs)
-        g2 = dq * 2.0 * al * be * (ea - eia)
-        g3 = dq * (ea * al * al - eia * be * be)
-        g4 = -ds * s_inv
-        g5 = dl * lg
-        for k in ti.static(range(K)):
-            c = ids[k]
-            # Every gradient term carries a factor w_k: skip the negligible ones.
-            if c >= 0 and wt[k] > W_SKIP:
-                for ch in ti.static(range(C)):
-                    _acc(g, b, c, GEOM_PARAMS + ch, wt[k] * gv[ch], ATOMIC)
-                _acc(g, b, c, 0, g0[k], ATOMIC)
-                _acc(g, b, c, 1, g1[k], ATOMIC)
-                _acc(g, b, c, 2, g2[k], ATOMIC)
-                _acc(g, b, c, 3, g3[k], ATOMIC)
-                _acc(g, b, c, 4, g4[k], ATOMIC)
-                _acc(g, b, c, 5, g5[k], ATOMIC)
-    return err
+    # The table again: no store since _softmax_lanes read it, so LLVM may reuse those loads.
+    cs = ti.Vector([0.0] * K, dt=ti.f32)
+    sn = ti.Vector([0.0] * K, dt=ti.f32)
+    ea = ti.Vector([0.0] * K, dt=ti.f32)
+    eia = ti.Vector([0.0] * K, dt=ti.f32)
+    et = ti.Vector([0.0] * K, dt=ti.f32)
+    for k in ti.static(range(K)):
+        i = ti.max(ids[k], 0)
+        cs[k] = tab[i, 2]
+        sn[k] = tab[i, 3]
+        ea[k] = tab[i, 4]
+        eia[k] = tab[i, 5]
+        et[k] = tab[i, 7]
+    col, gv, gc, e = _colour_lanes(ids, wt, params, target, y, x, K, C)
+    err = e if ids.max() >= 0 else 0.0
+    dl = wt * (gc - gv.dot(col))  # dL/dlogit (0 in an empty slot: its weight is)
+    ds = -dl * et  # dL/ds, s = (sqrt(q) - r) / S
+    dq = ds * s_inv * 0.5 / sq
+
+    g0 = dq * (-2.0 * ea * al * cs + 2.0 * eia * be * sn)
+    g1 = dq * (-2.0 * ea * al * sn - 2.0 * eia * be * cs)
+    g2 = dq * 2.0 * al * be * (ea - eia)
+    g3 = dq * (ea * al * al - eia * be * be)
+    g4 = -ds * s_inv
+    g5 = dl * lg
+    return ids, err, wt, gv, g0, g1, g2, g3, g4, g5
 
 
 @ti.kernel
@@ -295,23 +269,54 @@ def forward_backward_bands(
     The CPU path: the rows are cut into B bands, each summed serially by one thread into
     its own slice grad[b], so no atomics are needed (they cost 2.5x the whole pass on one
     thread) and the result does not depend on the thread count (adam() adds the slices in
-    a fixed order)."""
+    a fixed order). Along a row each slot keeps a running sum while its site stays the
+    same, and adds it to the site only when the site changes: the per-candidate adds were
+    most of this kernel's time, and with a map from TopKMap.stable() 90% of them go
+    (any map gives the same sums, to float rounding)."""
     h = topk.shape[0]
     w = topk.shape[1]
     nb = grad.shape[0]
     rows = (h + nb - 1) // nb
-    # Taichi's CPU scheduler hands out at least 512 loop iterations per task (and ignores
-    # block_dim), so a loop over 32 bands would run on one thread: spread the bands
-    # TASK_PAD iterations apart so that each task holds exactly one band.
+    P = ti.static(GEOM_PARAMS + C)
     for t in range(nb * TASK_PAD):
         if t % TASK_PAD == 0:
             b = t // TASK_PAD
             for y in range(b * rows, ti.min(h, (b + 1) * rows)):
                 x0 = (phase + stride - y % stride) % stride
                 row = 0.0
+                prev = ti.Vector([-1] * K, dt=ti.i32)
+                acc = ti.Matrix([[0.0] * K for _ in range(P)], dt=ti.f32)
                 for j in range((w - x0 + stride - 1) // stride):
-                    x = x0 + j * stride
-                    row += _pixel_grad(topk, tab, params, target, grad, b, y, x, s_inv, K, C, False)
+                    ids, err, wt, gv, g0, g1, g2, g3, g4, g5 = _lane_grads(
+                        topk, tab, params, target, y, x0 + j * stride, s_inv, K, C
+                    )
+                    row += err
+                    for k in ti.static(range(K)):
+                        c = prev[k]
+                        if c != ids[k]:
+                            if c >= 0:
+                                for q in ti.static(range(P)):
+                                    grad[b, c, q] = grad[b, c, q] + acc[q, k]
+                            for q in ti.static(range(P)):
+                                acc[q, k] = 0.0
+                    for k in ti.static(range(K)):
+                        acc[0, k] += g0[k]
+                        acc[1, k] += g1[k]
+                        acc[2, k] += g2[k]
+                        acc[3, k] += g3[k]
+                        acc[4, k] += g4[k]
+                        acc[5, k] += g5[k]
+                        for ch in ti.static(range(C)):
+                            acc[GEOM_PARAMS + ch, k] += wt[k] * gv[ch]
+                    prev = ids
+                # A loop, not unrolled: indexed by a variable, acc lives in a stack array
+                # that LLVM updates a row of lanes at a time; as 72 scalars carried round
+                # the pixel loop it was not vectorised, and the kernel took 1.6x longer.
+                for k in range(K):
+                    c = prev[k]
+                    if c >= 0:
+                        for q in ti.static(range(P)):
+                            grad[b, c, q] = grad[b, c, q] + acc[q, k]
                 loss[y] = row * stride
 
 
@@ -335,8 +340,22 @@ def forward_backward_atomic(
     w = topk.shape[1]
     for y, x in ti.ndrange(h, w):
         if (x + y) % stride == phase:
-            e = _pixel_grad(topk, tab, params, target, grad, 0, y, x, s_inv, K, C, True)
-            ti.atomic_add(loss[y], e * stride)
+            ids, err, wt, gv, g0, g1, g2, g3, g4, g5 = _lane_grads(
+                topk, tab, params, target, y, x, s_inv, K, C
+            )
+            for k in ti.static(range(K)):
+                c = ids[k]
+                # Every gradient term carries a factor w_k: skip the negligible ones.
+                if c >= 0 and wt[k] > W_SKIP:
+                    for ch in ti.static(range(C)):
+                        ti.atomic_add(grad[0, c, GEOM_PARAMS + ch], wt[k] * gv[ch])
+                    ti.atomic_add(grad[0, c, 0], g0[k])
+                    ti.atomic_add(grad[0, c, 1], g1[k])
+                    ti.atomic_add(grad[0, c, 2], g2[k])
+                    ti.atomic_add(grad[0, c, 3], g3[k])
+                    ti.atomic_add(grad[0, c, 4], g4[k])
+                    ti.atomic_add(grad[0, c, 5], g5[k])
+            ti.atomic_add(loss[y], err * stride)
 
 
 def forward_backward(
@@ -382,33 +401,23 @@ def blend_weights(
 
 
 @ti.func
-def _pixel_grad_colour(
+def _lane_grads_colour(
     topk: ti.template(),
     wts: ti.template(),
     params: ti.template(),
     target: ti.template(),
-    g: ti.template(),
-    b: ti.i32,
     y: ti.i32,
     x: ti.i32,
     K: ti.template(),
     C: ti.template(),
-    ATOMIC: ti.template(),
-) -> ti.f32:
-    """_pixel_grad's colour part from stored weights (the same arithmetic): the error and
-    dL/dcolour of one pixel; no logits, no geometry gradients."""
+):
+    """_lane_grads's colour part from stored weights (the same arithmetic): ids, squared
+    error, weights and dL/dcolour gv; no logits, no geometry gradients."""
     ids = ti.Vector([topk[y, x, k] for k in ti.static(range(K))], dt=ti.i32)
     wt = ti.Vector([wts[y, x, k] for k in ti.static(range(K))], dt=ti.f32)
-    err = 0.0
-    if ids.max() >= 0:
-        _col, gv, _gc, e = _colour_lanes(ids, wt, params, target, y, x, K, C)
-        err = e
-        for k in ti.static(range(K)):
-            c = ids[k]
-            if c >= 0 and wt[k] > W_SKIP:
-                for ch in ti.static(range(C)):
-                    _acc(g, b, c, GEOM_PARAMS + ch, wt[k] * gv[ch], ATOMIC)
-    return err
+    _col, gv, _gc, e = _colour_lanes(ids, wt, params, target, y, x, K, C)
+    err = e if ids.max() >= 0 else 0.0
+    return ids, err, wt, gv
 
 
 @ti.kernel
@@ -422,7 +431,8 @@ def colour_grad_bands(
     K: ti.template(),
     C: ti.template(),
 ):
-    """forward_backward_bands for the colours alone (blend_weights)."""
+    """forward_backward_bands for the colours alone (blend_weights), with its running
+    sums per slot."""
     h = topk.shape[0]
     w = topk.shape[1]
     nb = grad.shape[0]
@@ -432,8 +442,30 @@ def colour_grad_bands(
             b = t // TASK_PAD
             for y in range(b * rows, ti.min(h, (b + 1) * rows)):
                 row = 0.0
+                prev = ti.Vector([-1] * K, dt=ti.i32)
+                acc = ti.Matrix([[0.0] * K for _ in range(C)], dt=ti.f32)
                 for x in range(w):
-                    row += _pixel_grad_colour(topk, wts, params, target, grad, b, y, x, K, C, False)
+                    ids, err, wt, gv = _lane_grads_colour(topk, wts, params, target, y, x, K, C)
+                    row += err
+                    for k in ti.static(range(K)):
+                        c = prev[k]
+                        if c != ids[k]:
+                            if c >= 0:
+                                for ch in ti.static(range(C)):
+                                    col = GEOM_PARAMS + ch
+                                    grad[b, c, col] = grad[b, c, col] + acc[ch, k]
+                            for ch in ti.static(range(C)):
+                                acc[ch, k] = 0.0
+                    for k in ti.static(range(K)):
+                        for ch in ti.static(range(C)):
+                            acc[ch, k] += wt[k] * gv[ch]
+                    prev = ids
+                for k in range(K):  # not unrolled: see forward_backward_bands
+                    c = prev[k]
+                    if c >= 0:
+                        for ch in ti.static(range(C)):
+                            col = GEOM_PARAMS + ch
+                            grad[b, c, col] = grad[b, c, col] + acc[ch, k]
                 loss[y] = row
 
 
@@ -452,8 +484,13 @@ def colour_grad_atomic(
     h = topk.shape[0]
     w = topk.shape[1]
     for y, x in ti.ndrange(h, w):
-        e = _pixel_grad_colour(topk, wts, params, target, grad, 0, y, x, K, C, True)
-        ti.atomic_add(loss[y], e)
+        ids, err, wt, gv = _lane_grads_colour(topk, wts, params, target, y, x, K, C)
+        for k in ti.static(range(K)):
+            c = ids[k]
+            if c >= 0 and wt[k] > W_SKIP:
+                for ch in ti.static(range(C)):
+                    ti.atomic_add(grad[0, c, GEOM_PARAMS + ch], wt[k] * gv[ch])
+        ti.atomic_add(loss[y], err)
 
 
 def colour_grad(topk, wts, params, target, grad, loss, k: int, c: int, banded: bool):

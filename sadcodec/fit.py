@@ -256,19 +256,19 @@ class Fitter:
                 )
             if self.cfg.snapshot_map:  # the last one before the freeze is what remains
                 self.map_at_freeze = (self.map.to_numpy(), src.to_numpy()[: self.n].copy())
+            self.lanes()  # (the slot-stable copy is part of keeping the map)
             t0 = self._tick("topk", t0)
+        lanes = self.lanes()
         if self.frozen and self.cfg.colour_steps:
             # Geometry and map are fixed, so are the softmax weights: compute them once
             # and step the colours alone (no logits, no geometry gradients).
             if self.wts is None:
                 self.wts = ti.ndarray(ti.f32, shape=(self.h, self.w, self.cfg.k))
             if self._wts_stale:
-                kfit.blend_weights(
-                    self.map.cur, self.tab, src, self.wts, self.s_inv, self.cfg.k, self.c
-                )
+                kfit.blend_weights(lanes, self.tab, src, self.wts, self.s_inv, self.cfg.k, self.c)
                 self._wts_stale = False
             kfit.colour_grad(
-                self.map.cur,
+                lanes,
                 self.wts,
                 src,
                 self.target,
@@ -280,7 +280,7 @@ class Fitter:
             )
         else:
             kfit.forward_backward(
-                self.map.cur,
+                lanes,
                 self.tab,
                 src,
                 self.target,
@@ -324,6 +324,11 @@ class Fitter:
             lr_scale,
         )
         self._tick("optimizer", t0)
+
+    def lanes(self):
+        """The map the gradient kernels read: on the CPU its slot-stable copy (the banded
+        kernels add a slot's run of one site at once; TopKMap.stable), on a GPU itself."""
+        return self.map.stable(self.bands) if self.banded else self.map.cur
 
     def last_loss(self) -> float:
         """Sum of squared errors seen by the latest step (waits for the device)."""
@@ -569,7 +574,7 @@ def fit_to_budget(
     fitter.map.refresh(fitter.tab, fitter.n, fitter.s_inv, steps=(1,), stencil=4)
     fitter.loss.fill(0)
     kfit.forward_backward(
-        fitter.map.cur,
+        fitter.lanes(),
         fitter.tab,
         fitter.shown,
         fitter.target,

@@ -173,6 +173,11 @@ class TopKMap:
         self.sx, self.sy = float(sx), float(sy)
         self.cur = ti.ndarray(ti.i32, shape=(self.height, self.width, self.k))
         self._nxt = None  # the second buffer, allocated by the first jump-flooding pass
+        # A copy with each site kept in its left neighbour's slot (stable()), remade on
+        # demand after the map changes (every method that writes the map bumps version).
+        self.version = 0
+        self._stable = None
+        self._stable_version = -1
 
         self.seed = int(seed) & 0xFFFFFFFF
         self.passes = 0
@@ -201,6 +206,7 @@ class TopKMap:
         )
         self.cur, self._nxt = self.nxt, self.cur
         self.passes += 1
+        self.version += 1
 
     def build(
         self,
@@ -218,6 +224,7 @@ class TopKMap:
         0.996-0.998 against brute force, vs 1.00000 without) and the build 1.4x slower;
         it stays in ``refresh``, where sites move (bench/results/topk-recall-kodak.md)."""
         k_topk.clear(self.cur)
+        self.version += 1
         self.reseed(tab, 0, n)
         if first_step is None:
             first_step = 2 ** math.ceil(math.log2(max(self.width, self.height, 2))) // 2
@@ -236,15 +243,18 @@ class TopKMap:
         if tiles is None:
             return False
         k_topk.tile_topk(self.cur, *tiles.lists(), tab, *tiles.geometry(), self.k)
+        self.version += 1
         return True
 
     def exact(self, tab, n: int, s_inv: float) -> None:
         """The brute-force top-K (all sites scored at every pixel): a reference only."""
         k_topk.brute_force(self.cur, tab, n, self.sx, self.sy, s_inv, self.k)
+        self.version += 1
 
     def reseed(self, tab, first: int, n: int) -> None:
         """Put sites [first, n) into the pixels containing them (new sites after densify)."""
         k_topk.seed_sites(self.cur, tab, first, n, self.sx, self.sy)
+        self.version += 1
 
     def refresh(
         self, tab, n: int, s_inv: float, steps=(1,), stencil: int = 4, inject: int = 4
@@ -258,6 +268,18 @@ class TopKMap:
         arr = ti.ndarray(ti.i32, shape=(len(new_index),))
         arr.from_numpy(np.ascontiguousarray(new_index, dtype=np.int32))
         k_topk.remap(self.cur, arr)
+        self.version += 1
+
+    def stable(self, bands: int):
+        """The map with each pixel's sites reordered to keep their left neighbour's slots
+        (kernels.topk.stable_slots): the same sets, for the CPU gradient kernels. Cached
+        until the map changes; the map itself stays sorted by logit (propagation needs it)."""
+        if self._stable is None:
+            self._stable = ti.ndarray(ti.i32, shape=(self.height, self.width, self.k))
+        if self._stable_version != self.version:
+            k_topk.stable_slots(self.cur, self._stable, min(bands, self.height), self.k)
+            self._stable_version = self.version
+        return self._stable
 
     def to_numpy(self) -> np.ndarray:
         return self.cur.to_numpy()
