@@ -30,6 +30,7 @@ from kernels.common import GEOM_PARAMS, STAT_SCALE, TABLE_COLS
 
 from . import quantize
 from .backend import current_arch
+from .colour_ls import ColourNormal
 from .init import init_sites
 from .topk import TopKMap
 
@@ -74,6 +75,10 @@ class FitConfig:
     # Once the geometry is frozen, step the colours alone from stored softmax weights
     # (the same gradient, without recomputing logits or geometry gradients).
     colour_steps: bool = True
+    # On the CPU, take those steps' loss and gradient from the normal equations of the
+    # colours' least-squares problem (sadcodec.colour_ls): the same values, from a sparse
+    # product over the sites instead of a pass over the pixels.
+    colour_normal: bool = True
     profile: bool = False  # exact per-stage timers on a GPU (a sync per stage)
     # Stencil of the step-1 passes that keep the map fresh while fitting (4 or 8).
     refresh_stencil: int = 4
@@ -173,6 +178,9 @@ class Fitter:
         self.step_count = 0
         self.timers: dict[str, float] = {}
         self.wts = None  # softmax weights of the frozen phase's colour-only steps
+        self._normal: ColourNormal | None = None  # their normal equations (CPU)
+        self._cgrad: np.ndarray | None = None
+        self._target_np = target
         self.map_at_freeze: tuple[np.ndarray, np.ndarray] | None = None
         self._wts_stale = True
 
@@ -259,14 +267,30 @@ class Fitter:
             self.lanes()  # (the slot-stable copy is part of keeping the map)
             t0 = self._tick("topk", t0)
         lanes = self.lanes()
+        grad = self.grad
         if self.frozen and self.cfg.colour_steps:
             # Geometry and map are fixed, so are the softmax weights: compute them once
             # and step the colours alone (no logits, no geometry gradients).
             if self.wts is None:
-                self.wts = ti.ndarray(ti.f32, shape=(self.h, self.w, self.cfg.k))
+                # On the CPU a numpy array, which kernels write in place and numpy reads.
+                shape = (self.h, self.w, self.cfg.k)
+                self.wts = np.empty(shape, np.float32) if self.banded else ti.ndarray(ti.f32, shape)
             if self._wts_stale:
                 kfit.blend_weights(lanes, self.tab, src, self.wts, self.s_inv, self.cfg.k, self.c)
                 self._wts_stale = False
+                self._normal = None
+        if self.frozen and self.cfg.colour_steps and self.banded and self.cfg.colour_normal:
+            if self._normal is None:
+                self._normal = ColourNormal(lanes, self.wts, self._target_np, self.n)
+                self._cgrad = np.zeros((1, self.cap, self.p), np.float32)
+            colours = src.to_numpy()[: self.n, GEOM_PARAMS:]
+            loss, g = self._normal.loss_and_grad(colours)
+            self._cgrad[0, : self.n, GEOM_PARAMS:] = g  # adam() zeroes it after reading
+            grad = self._cgrad
+            rows = np.zeros(self.h, np.float32)
+            rows[0] = loss
+            self.loss.from_numpy(rows)
+        elif self.frozen and self.cfg.colour_steps:
             kfit.colour_grad(
                 lanes,
                 self.wts,
@@ -309,7 +333,7 @@ class Fitter:
             self._lr_frozen = state
         kfit.adam(
             self.params,
-            self.grad,
+            grad,
             self.m,
             self.v,
             self.lr,

@@ -275,7 +275,9 @@ class TopKMap:
         (kernels.topk.stable_slots): the same sets, for the CPU gradient kernels. Cached
         until the map changes; the map itself stays sorted by logit (propagation needs it)."""
         if self._stable is None:
-            self._stable = ti.ndarray(ti.i32, shape=(self.height, self.width, self.k))
+            # A numpy array: kernels on the CPU write and read it in place, and the colour
+            # phase's normal equations (sadcodec.colour_ls) read it without a copy.
+            self._stable = np.empty((self.height, self.width, self.k), np.int32)
         if self._stable_version != self.version:
             k_topk.stable_slots(self.cur, self._stable, min(bands, self.height), self.k)
             self._stable_version = self.version

@@ -239,3 +239,31 @@ def test_slot_order_does_not_change_the_gradient(scene, banded):
         loss2, g2 = taichi_loss_and_grad(params, target, other, banded=banded)
         assert loss2 == pytest.approx(loss, rel=1e-6)
         np.testing.assert_allclose(g2, g, rtol=1e-4, atol=1e-6 * np.abs(g).max())
+
+
+def test_colour_normal_equations_match_the_colour_kernel(scene):
+    """The CPU colour phase's normal equations (A = W^T W, b = W^T t) give the colour
+    kernel's loss and gradient, for the scene's colours and for others."""
+    from sadcodec.colour_ls import ColourNormal
+
+    params, target, topk = scene
+    n, cols = params.shape
+    p, tab, tk, tg = upload(params, target, topk)
+    wts = ti.ndarray(ti.f32, shape=topk.shape)
+    kfit.blend_weights(tk, tab, p, wts, 1.0 / S, K, C)
+    normal = ColourNormal(topk, wts.to_numpy(), target, n)
+    rng = np.random.default_rng(9)
+    for colours in (params[:, 6:], rng.uniform(0, 1, (n, C)).astype(np.float32)):
+        q = params.copy()
+        q[:, 6:] = colours
+        p.from_numpy(q)
+        grad = ti.ndarray(ti.f32, shape=(3, n, cols))
+        grad.fill(0)
+        loss = ti.ndarray(ti.f32, shape=(H,))
+        kfit.colour_grad(tk, wts, p, tg, grad, loss, K, C, True)
+        want_g = grad.to_numpy().astype(np.float64).sum(axis=0)[:, 6:]
+        want = float(loss.to_numpy().sum(dtype=np.float64))
+        got, g = normal.loss_and_grad(colours)
+        assert want > 1.0
+        assert got == pytest.approx(want, rel=1e-5)
+        np.testing.assert_allclose(g, want_g, rtol=1e-4, atol=1e-5 * np.abs(want_g).max())
