@@ -236,7 +236,7 @@ def cli() -> None:
     "--effort",
     type=click.IntRange(1, 9),
     default=None,
-    show_default="4",
+    show_default="6",
     help="Speed/quality trade-off: 1 fast .. 9 slow and better.",
 )
 @click.option(

@@ -139,16 +139,18 @@ def test_position_grid_follows_the_rate():
 
 
 def test_effort_iterations_follow_the_rate():
-    """From MORE_ITERATIONS_FROM_BPP on an effort level fits 1.5x its iterations, below it
-    exactly the level's count; an explicit count is passed through unchanged."""
+    """From MORE_ITERATIONS_FROM_BPP on an effort level fits 1.5x its iterations, but not
+    beyond 1600 (levels already there keep theirs); below it exactly the level's count; an
+    explicit count is passed through unchanged."""
     from sadcodec import encoder
 
     edge = encoder.MORE_ITERATIONS_FROM_BPP
+    dense = {1: 300, 2: 600, 3: 900, 4: 1200, 5: 1600, 6: 1600, 7: 2400, 8: 3200, 9: 4800}
     for e, n in encoder.EFFORT_ITERATIONS.items():
         assert encoder.effort_iterations(e, 1.0) == n
         assert encoder.effort_iterations(e, edge - 1e-9) == n
-        assert encoder.effort_iterations(e, edge) == round(n * 1.5)
-        assert encoder.effort_iterations(e, 2.0) == round(n * 1.5)
+        assert encoder.effort_iterations(e, edge) == dense[e]
+        assert encoder.effort_iterations(e, 2.0) == dense[e]
     img = _scene()
     _, low = encoder.encode_array(img, 1.0, effort=1)
     _, high = encoder.encode_array(img, 2.0, effort=1)
