@@ -57,6 +57,7 @@ def main() -> None:
     from kernels import fit as kfit
     from kernels import render as krender
     from sadcodec import quantize
+    from sadcodec.colour_ls import ColourNormal
     from sadcodec.fit import FitConfig, Fitter
     from sadcodec.init import init_sites
     from sadcodec.topk import TopKMap
@@ -67,7 +68,7 @@ def main() -> None:
         from sadcodec import decoder
 
         sites = decoder.parse(args.sites_from.read_bytes())[1].astype(np.float32)
-        origin = f"the sites of {args.sites_from.name}"
+        origin = f"sites from {args.sites_from.name}"
     else:
         sites = init_sites(img, args.sites, np.random.default_rng(0))
         origin = "initial sites"
@@ -86,6 +87,11 @@ def main() -> None:
             lanes, f.tab, f.params, f.target, grad, f.loss, f.s_inv, k, c, banded, stride
         )
 
+    wts = np.empty((h, w, k), np.float32)
+    kfit.blend_weights(f.lanes(), f.tab, f.params, wts, f.s_inv, k, c)
+    normal = ColourNormal(f.lanes(), wts, img, n)
+    colours = f.params.to_numpy()[:n, 6:]
+
     def stable_copy():
         f.map.version += 1  # as after a refresh: the copy is remade
         f.lanes()
@@ -100,6 +106,18 @@ def main() -> None:
         ("forward+backward, CPU bands, map sorted by logit (not slot-stable)", fb(True, 1, True)),
         ("forward+backward, atomics (GPU path)", fb(False)),
         ("slot-stable copy of the map (CPU, after each refresh)", stable_copy),
+        (
+            "colour step, per-pixel kernel, CPU bands (the CPU's before)",
+            lambda: kfit.colour_grad(f.lanes(), wts, f.params, f.target, f.grad, f.loss, k, c, 1),
+        ),
+        (
+            "colour step, normal equations (frozen phase, CPU)",
+            lambda: normal.loss_and_grad(colours),
+        ),
+        (
+            "normal equations: build A, b (once a frozen phase)",
+            lambda: ColourNormal(f.lanes(), wts, img, n),
+        ),
         ("top-K refresh: one step-1 pass, 4-stencil", lambda: f.map.refresh(f.tab, n, f.s_inv)),
         ("site statistics (densify/prune)", lambda: f.site_stats(None)),
         ("top-K build from scratch, jump flooding (CUDA decoder)", build),
