@@ -2,9 +2,10 @@
 
 Gradients are of L = sum over pixels and channels of (C(x) - T(x))^2, written by hand
 (chain rule through softmax, logit, anisotropic metric); tests check them against finite
-differences. On the CPU each band of rows is summed by one thread into
-its own slice and the slices are added in a fixed order, so a run is bit-reproducible on
-any number of threads and no atomics are needed.
+differences. On the CPU each band of rows is summed by one thread into its own slice and
+the slices are added in a fixed order, so a run is bit-reproducible on any number of
+threads and no atomics are needed; along a row, a slot's run of one site is summed before
+it is added to that site (forward_backward_bands).
 """
 
 import taichi as ti
