@@ -86,6 +86,12 @@ class FitConfig:
     # product over the sites instead of a pass over the pixels.
     colour_normal: bool = True
     profile: bool = False  # exact per-stage timers on a GPU (a sync per stage)
+    # The fit's kernels and bookkeeping: "cpu" (the gradient summed in bands of rows
+    # without atomics over a slot-stable map copy, the exact tiled map build, the colour
+    # phase from its normal equations), "gpu" (atomic gradients over the map itself, jump
+    # flooding, the colour kernel), or "auto": "gpu" on CUDA, else "cpu". Tests run "gpu"
+    # on the CPU, so the CUDA path's own bookkeeping is checked where no GPU is.
+    kernels: str = "auto"
     # Stencil of the step-1 passes that keep the map fresh while fitting (4 or 8).
     refresh_stencil: int = 4
     # Refresh by the exact tiled build instead of a step-1 pass where that build is used
@@ -161,7 +167,12 @@ class Fitter:
         self.shown = ti.ndarray(ti.f32, shape=(self.cap, self.p))  # what is rendered
         self.tab = ti.ndarray(ti.f32, shape=(self.cap, TABLE_COLS))
         # CPU: one gradient slice per band of rows (no atomics, reproducible); GPU: one.
-        self.banded = current_arch() != "cuda"
+        if cfg.kernels not in ("auto", "cpu", "gpu"):
+            raise ValueError(f"FitConfig.kernels must be auto, cpu or gpu, not {cfg.kernels!r}")
+        kind = cfg.kernels
+        if kind == "auto":
+            kind = "gpu" if current_arch() == "cuda" else "cpu"
+        self.banded = kind == "cpu"
         self.bands = min(GRAD_BANDS, self.h) if self.banded else 1
         self.grad = ti.ndarray(ti.f32, shape=(self.bands, self.cap, self.p))
         self.m = ti.ndarray(ti.f32, shape=(self.cap, self.p))
@@ -421,7 +432,8 @@ class Fitter:
         return self.map.build_tiled(self.tab, self.n, self.s_inv)
 
     def _tiles_used(self) -> bool:
-        return self.cfg.exact_rebuild and current_arch() != "cuda"
+        # (the tiled build is written for the CPU: its lists live in host memory)
+        return self.cfg.exact_rebuild and self.banded
 
     def refreshes_exactly(self) -> bool:
         """Whether the map is refreshed by the exact build while fitting (refresh_exact)."""
