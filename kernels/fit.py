@@ -15,6 +15,7 @@ from .common import (
     NEG_INF,
     Q_EPS,
     STAT_SCALE,
+    TABLE_COLS,
     TASK_PAD,
     exp_nonpos,
     to_fixed,
@@ -110,44 +111,24 @@ def prepare_step(
 
 
 @ti.func
-def _softmax_lanes(
-    topk: ti.template(),
-    tab: ti.template(),
-    y: ti.i32,
-    x: ti.i32,
-    px: ti.f32,
-    py: ti.f32,
-    s_inv: ti.f32,
-    K: ti.template(),
+def _lanes_softmax(
+    ids: ti.template(), L: ti.template(), px: ti.f32, py: ti.f32, s_inv: ti.f32, K: ti.template()
 ):
-    """A pixel's K candidates as K vector lanes: ids, logits (NEG_INF in empty slots),
-    softmax weights (0 there; all 0 without candidates) and the rotated offset and
-    sqrt(q) the gradient reuses. Lane-wise arithmetic, with exp_nonpos instead of libm's
-    scalar expf, so LLVM emits AVX; the same values as blend up to float rounding (a few
-    ulp in the weights). An empty slot reads site 0 and is masked out."""
-    ids = ti.Vector([-1] * K, dt=ti.i32)
-    live = ti.Vector([0.0] * K, dt=ti.f32)
-    sx = ti.Vector([0.0] * K, dt=ti.f32)
-    sy = ti.Vector([0.0] * K, dt=ti.f32)
-    cs = ti.Vector([0.0] * K, dt=ti.f32)
-    sn = ti.Vector([0.0] * K, dt=ti.f32)
-    ea = ti.Vector([0.0] * K, dt=ti.f32)
-    eia = ti.Vector([0.0] * K, dt=ti.f32)
-    rr = ti.Vector([0.0] * K, dt=ti.f32)
-    et = ti.Vector([0.0] * K, dt=ti.f32)
-    for k in ti.static(range(K)):
-        c = topk[y, x, k]
-        ids[k] = c
-        live[k] = 1.0 if c >= 0 else 0.0
-        i = ti.max(c, 0)
-        sx[k] = tab[i, 0]
-        sy[k] = tab[i, 1]
-        cs[k] = tab[i, 2]
-        sn[k] = tab[i, 3]
-        ea[k] = tab[i, 4]
-        eia[k] = tab[i, 5]
-        rr[k] = tab[i, 6]
-        et[k] = tab[i, 7]
+    """Logits (NEG_INF in empty slots), softmax weights (0 there; all 0 without
+    candidates) and the rotated offset and sqrt(q) the gradient reuses, of K candidate
+    lanes whose site table rows are the columns of L (TABLE_COLS x K; an empty slot's
+    column is masked out). Lane-wise arithmetic, with exp_nonpos instead of libm's scalar
+    expf, so LLVM emits AVX; the same values as blend up to float rounding (a few ulp in
+    the weights)."""
+    sx = ti.Vector([L[0, k] for k in ti.static(range(K))], dt=ti.f32)
+    sy = ti.Vector([L[1, k] for k in ti.static(range(K))], dt=ti.f32)
+    cs = ti.Vector([L[2, k] for k in ti.static(range(K))], dt=ti.f32)
+    sn = ti.Vector([L[3, k] for k in ti.static(range(K))], dt=ti.f32)
+    ea = ti.Vector([L[4, k] for k in ti.static(range(K))], dt=ti.f32)
+    eia = ti.Vector([L[5, k] for k in ti.static(range(K))], dt=ti.f32)
+    rr = ti.Vector([L[6, k] for k in ti.static(range(K))], dt=ti.f32)
+    et = ti.Vector([L[7, k] for k in ti.static(range(K))], dt=ti.f32)
+    live = ti.Vector([1.0 if ids[k] >= 0 else 0.0 for k in ti.static(range(K))], dt=ti.f32)
     dx = px - sx
     dy = py - sy
     al = cs * dx + sn * dy
@@ -161,6 +142,37 @@ def _softmax_lanes(
     tot = wt.sum()
     if tot > 0:
         wt /= tot
+    return lg, wt, al, be, sq
+
+
+@ti.func
+def _load_lanes(topk: ti.template(), tab: ti.template(), y: ti.i32, x: ti.i32, K: ti.template()):
+    """A pixel's K candidate ids and their site table rows as the columns of a
+    TABLE_COLS x K matrix (an empty slot reads site 0)."""
+    ids = ti.Vector([topk[y, x, k] for k in ti.static(range(K))], dt=ti.i32)
+    L = ti.Matrix([[0.0] * K for _ in range(TABLE_COLS)], dt=ti.f32)
+    for k in ti.static(range(K)):
+        i = ti.max(ids[k], 0)
+        for q in ti.static(range(TABLE_COLS)):
+            L[q, k] = tab[i, q]
+    return ids, L
+
+
+@ti.func
+def _softmax_lanes(
+    topk: ti.template(),
+    tab: ti.template(),
+    y: ti.i32,
+    x: ti.i32,
+    px: ti.f32,
+    py: ti.f32,
+    s_inv: ti.f32,
+    K: ti.template(),
+):
+    """A pixel's K candidates as K vector lanes (_lanes_softmax): ids, logits, weights,
+    rotated offset and sqrt(q)."""
+    ids, L = _load_lanes(topk, tab, y, x, K)
+    lg, wt, al, be, sq = _lanes_softmax(ids, L, px, py, s_inv, K)
     return ids, lg, wt, al, be, sq
 
 
@@ -170,6 +182,46 @@ def _lane_colour(ids: ti.template(), params: ti.template(), ch: ti.template(), K
     return ti.Vector(
         [params[ti.max(ids[k], 0), GEOM_PARAMS + ch] for k in ti.static(range(K))], dt=ti.f32
     )
+
+
+@ti.func
+def _colour_from(
+    cc: ti.template(),
+    wt: ti.template(),
+    target: ti.template(),
+    y: ti.i32,
+    x: ti.i32,
+    K: ti.template(),
+    C: ti.template(),
+):
+    """A pixel's blended colour from its lanes' weights (0 in empty slots) and colours
+    (the columns of cc, C x K), dL/dcolour, each candidate's dL/dcolour . colour and the
+    squared error. One function for the full and the colour-only steps, so both do the
+    same arithmetic (equal to rounding: fast math may compile it differently in each
+    kernel)."""
+    col = ti.Vector([0.0] * C, dt=ti.f32)
+    gv = ti.Vector([0.0] * C, dt=ti.f32)
+    gc = ti.Vector([0.0] * K, dt=ti.f32)
+    err = 0.0
+    for ch in ti.static(range(C)):
+        lc = ti.Vector([cc[ch, k] for k in ti.static(range(K))], dt=ti.f32)
+        col[ch] = (wt * lc).sum()
+        r = col[ch] - target[y, x, ch]
+        err += r * r
+        gv[ch] = 2.0 * r
+        gc += gv[ch] * lc
+    return col, gv, gc, err
+
+
+@ti.func
+def _load_colours(ids: ti.template(), params: ti.template(), K: ti.template(), C: ti.template()):
+    """The lanes' site colours as the columns of a C x K matrix."""
+    cc = ti.Matrix([[0.0] * K for _ in range(C)], dt=ti.f32)
+    for ch in ti.static(range(C)):
+        lc = _lane_colour(ids, params, ch, K)
+        for k in ti.static(range(K)):
+            cc[ch, k] = lc[k]
+    return cc
 
 
 @ti.func
@@ -183,22 +235,47 @@ def _colour_lanes(
     K: ti.template(),
     C: ti.template(),
 ):
-    """A pixel's blended colour from its lanes' weights (0 in empty slots), dL/dcolour,
-    each candidate's dL/dcolour . colour and the squared error. One function for the full
-    and the colour-only steps, so both do the same arithmetic (equal to rounding: fast
-    math may compile it differently in each kernel)."""
-    col = ti.Vector([0.0] * C, dt=ti.f32)
-    gv = ti.Vector([0.0] * C, dt=ti.f32)
-    gc = ti.Vector([0.0] * K, dt=ti.f32)
-    err = 0.0
-    for ch in ti.static(range(C)):
-        cc = _lane_colour(ids, params, ch, K)
-        col[ch] = (wt * cc).sum()
-        r = col[ch] - target[y, x, ch]
-        err += r * r
-        gv[ch] = 2.0 * r
-        gc += gv[ch] * cc
-    return col, gv, gc, err
+    """_colour_from with the lanes' colours read from params."""
+    return _colour_from(_load_colours(ids, params, K, C), wt, target, y, x, K, C)
+
+
+@ti.func
+def _lanes_grads(
+    ids: ti.template(),
+    L: ti.template(),
+    cc: ti.template(),
+    target: ti.template(),
+    y: ti.i32,
+    x: ti.i32,
+    s_inv: ti.f32,
+    K: ti.template(),
+    C: ti.template(),
+):
+    """One pixel's squared error (0 without candidates: nothing is rendered there to
+    fit), weights, dL/dcolour gv, and per candidate lane the geometry gradients g0..g5
+    (lane k's site gets g*[k] and wt[k] * gv; 0 in an empty slot), from the lanes' table
+    rows L and colours cc."""
+    px = ti.cast(x, ti.f32) + 0.5
+    py = ti.cast(y, ti.f32) + 0.5
+    lg, wt, al, be, sq = _lanes_softmax(ids, L, px, py, s_inv, K)
+    cs = ti.Vector([L[2, k] for k in ti.static(range(K))], dt=ti.f32)
+    sn = ti.Vector([L[3, k] for k in ti.static(range(K))], dt=ti.f32)
+    ea = ti.Vector([L[4, k] for k in ti.static(range(K))], dt=ti.f32)
+    eia = ti.Vector([L[5, k] for k in ti.static(range(K))], dt=ti.f32)
+    et = ti.Vector([L[7, k] for k in ti.static(range(K))], dt=ti.f32)
+    col, gv, gc, e = _colour_from(cc, wt, target, y, x, K, C)
+    err = e if ids.max() >= 0 else 0.0
+    dl = wt * (gc - gv.dot(col))  # dL/dlogit (0 in an empty slot: its weight is)
+    ds = -dl * et  # dL/ds, s = (sqrt(q) - r) / S
+    dq = ds * s_inv * 0.5 / sq
+
+    g0 = dq * (-2.0 * ea * al * cs + 2.0 * eia * be * sn)
+    g1 = dq * (-2.0 * ea * al * sn - 2.0 * eia * be * cs)
+    g2 = dq * 2.0 * al * be * (ea - eia)
+    g3 = dq * (ea * al * al - eia * be * be)
+    g4 = -ds * s_inv
+    g5 = dl * lg
+    return err, wt, gv, g0, g1, g2, g3, g4, g5
 
 
 @ti.func
@@ -213,37 +290,10 @@ def _lane_grads(
     K: ti.template(),
     C: ti.template(),
 ):
-    """One pixel's candidate ids, squared error (0 without candidates: nothing is
-    rendered there to fit), weights, dL/dcolour gv, and per candidate lane the geometry
-    gradients g0..g5 (lane k's site gets g*[k] and wt[k] * gv; 0 in an empty slot)."""
-    px = ti.cast(x, ti.f32) + 0.5
-    py = ti.cast(y, ti.f32) + 0.5
-    ids, lg, wt, al, be, sq = _softmax_lanes(topk, tab, y, x, px, py, s_inv, K)
-    # The table again: no store since _softmax_lanes read it, so LLVM may reuse those loads.
-    cs = ti.Vector([0.0] * K, dt=ti.f32)
-    sn = ti.Vector([0.0] * K, dt=ti.f32)
-    ea = ti.Vector([0.0] * K, dt=ti.f32)
-    eia = ti.Vector([0.0] * K, dt=ti.f32)
-    et = ti.Vector([0.0] * K, dt=ti.f32)
-    for k in ti.static(range(K)):
-        i = ti.max(ids[k], 0)
-        cs[k] = tab[i, 2]
-        sn[k] = tab[i, 3]
-        ea[k] = tab[i, 4]
-        eia[k] = tab[i, 5]
-        et[k] = tab[i, 7]
-    col, gv, gc, e = _colour_lanes(ids, wt, params, target, y, x, K, C)
-    err = e if ids.max() >= 0 else 0.0
-    dl = wt * (gc - gv.dot(col))  # dL/dlogit (0 in an empty slot: its weight is)
-    ds = -dl * et  # dL/ds, s = (sqrt(q) - r) / S
-    dq = ds * s_inv * 0.5 / sq
-
-    g0 = dq * (-2.0 * ea * al * cs + 2.0 * eia * be * sn)
-    g1 = dq * (-2.0 * ea * al * sn - 2.0 * eia * be * cs)
-    g2 = dq * 2.0 * al * be * (ea - eia)
-    g3 = dq * (ea * al * al - eia * be * be)
-    g4 = -ds * s_inv
-    g5 = dl * lg
+    """_lanes_grads with the lanes read from the map, the table and params; also ids."""
+    ids, L = _load_lanes(topk, tab, y, x, K)
+    cc = _load_colours(ids, params, K, C)
+    err, wt, gv, g0, g1, g2, g3, g4, g5 = _lanes_grads(ids, L, cc, target, y, x, s_inv, K, C)
     return ids, err, wt, gv, g0, g1, g2, g3, g4, g5
 
 
@@ -270,10 +320,11 @@ def forward_backward_bands(
     The CPU path: the rows are cut into B bands, each summed serially by one thread into
     its own slice grad[b], so no atomics are needed (they cost 2.5x the whole pass on one
     thread) and the result does not depend on the thread count (adam() adds the slices in
-    a fixed order). Along a row each slot keeps a running sum while its site stays the
-    same, and adds it to the site only when the site changes: the per-candidate adds were
-    most of this kernel's time, and with a map from TopKMap.stable() 90% of them go
-    (any map gives the same sums, to float rounding)."""
+    a fixed order). Along a row each slot keeps its site's table row and colour and a
+    running sum of its gradient while the site stays the same; when it changes, the sum
+    is added to the site and the new site's data are read. Those adds and reads were most
+    of this kernel's time, and with a map from TopKMap.stable() 90% of them go (any map
+    gives the same sums, to float rounding)."""
     h = topk.shape[0]
     w = topk.shape[1]
     nb = grad.shape[0]
@@ -287,12 +338,17 @@ def forward_backward_bands(
                 row = 0.0
                 prev = ti.Vector([-1] * K, dt=ti.i32)
                 acc = ti.Matrix([[0.0] * K for _ in range(P)], dt=ti.f32)
+                # Each slot's site table row (a row of LT: one read of 8 floats, measured
+                # 3% faster than columns) and colour (a column of cc; rows: 4% slower).
+                LT = ti.Matrix([[0.0] * TABLE_COLS for _ in range(K)], dt=ti.f32)
+                cc = ti.Matrix([[0.0] * K for _ in range(C)], dt=ti.f32)
                 for j in range((w - x0 + stride - 1) // stride):
-                    ids, err, wt, gv, g0, g1, g2, g3, g4, g5 = _lane_grads(
-                        topk, tab, params, target, y, x0 + j * stride, s_inv, K, C
-                    )
-                    row += err
-                    for k in ti.static(range(K)):
+                    x = x0 + j * stride
+                    ids = ti.Vector([topk[y, x, k] for k in ti.static(range(K))], dt=ti.i32)
+                    # Not unrolled: indexed by a variable, acc, LT and cc live in stack
+                    # arrays that LLVM reads a row of lanes at a time; as scalars carried
+                    # round the pixel loop they were not vectorised (1.1-1.6x slower).
+                    for k in range(K):
                         c = prev[k]
                         if c != ids[k]:
                             if c >= 0:
@@ -300,6 +356,15 @@ def forward_backward_bands(
                                     grad[b, c, q] = grad[b, c, q] + acc[q, k]
                             for q in ti.static(range(P)):
                                 acc[q, k] = 0.0
+                            i = ti.max(ids[k], 0)
+                            for q in ti.static(range(TABLE_COLS)):
+                                LT[k, q] = tab[i, q]
+                            for ch in ti.static(range(C)):
+                                cc[ch, k] = params[i, GEOM_PARAMS + ch]
+                    err, wt, gv, g0, g1, g2, g3, g4, g5 = _lanes_grads(
+                        ids, LT.transpose(), cc, target, y, x, s_inv, K, C
+                    )
+                    row += err
                     for k in ti.static(range(K)):
                         acc[0, k] += g0[k]
                         acc[1, k] += g1[k]
@@ -310,10 +375,7 @@ def forward_backward_bands(
                         for ch in ti.static(range(C)):
                             acc[GEOM_PARAMS + ch, k] += wt[k] * gv[ch]
                     prev = ids
-                # A loop, not unrolled: indexed by a variable, acc lives in a stack array
-                # that LLVM updates a row of lanes at a time; as 72 scalars carried round
-                # the pixel loop it was not vectorised, and the kernel took 1.6x longer.
-                for k in range(K):
+                for k in range(K):  # not unrolled, as above
                     c = prev[k]
                     if c >= 0:
                         for q in ti.static(range(P)):
