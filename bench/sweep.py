@@ -6,8 +6,10 @@ Each ';'-separated configuration overrides FitConfig fields (`iterations=1600`,
 
     python bench/sweep.py "base; lr_pos=0.3; lr_t=0.01,lr_a=0.03" [BPP] [full] [NAMES]
 
-BPP (default 1.0) is the target rate of every fit; "full" fits the images at full size;
-NAMES is a comma list of Kodak stems (default kodim05,kodim23,kodim13).
+Every fit starts from the encoder's own settings for the rate (`encoder.fit_config`,
+seed 0), so "base" is what `sad encode` does. BPP (default 1.0) is the target rate of
+every fit; "full" fits the images at full size; NAMES is a comma list of Kodak stems
+(default kodim05,kodim23,kodim13).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sadcodec  # noqa: E402
 from sadcodec import encoder  # noqa: E402
-from sadcodec.fit import FitConfig, fit_to_budget  # noqa: E402
+from sadcodec.fit import fit_to_budget  # noqa: E402
 
 KODAK = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "kodak"
 NAMES = ("kodim05", "kodim23", "kodim13")
@@ -43,7 +45,8 @@ def run(label: str, overrides: dict, images: dict, bpp: float = 1.0) -> None:
     for img in images.values():
         h, w, c = img.shape
         spec = encoder.choose_spec(w, h, bpp)
-        cfg = FitConfig()
+        # What `sad encode --bpp BPP` fits with at the default effort, seed 0.
+        cfg = encoder.fit_config(bpp, encoder.effort_iterations(encoder.DEFAULT_EFFORT, bpp))
         for key, value in overrides.items():
             if key.startswith("lr_"):
                 cfg.lr = {**cfg.lr, key[3:]: value}

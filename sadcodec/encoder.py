@@ -103,6 +103,16 @@ def min_file_bytes(
     return len(make_writer(width, height, channels, k, spec)(p))
 
 
+def fit_config(
+    bpp: float, iterations: int, *, k: int = 8, seed: int = 0, profile: bool = False
+) -> FitConfig:
+    """The fit's settings for a target rate (bench/sweep.py starts from these too)."""
+    cfg = FitConfig(iterations=iterations, k=k, seed=seed, profile=profile)
+    if bpp >= MORE_ITERATIONS_FROM_BPP:
+        cfg.subsample_until = DENSE_SUBSAMPLE_UNTIL
+    return cfg
+
+
 def encode_array(
     image: np.ndarray,
     bpp: float,
@@ -137,9 +147,7 @@ def encode_array(
     if iterations < 1 or iterations > 100_000:
         raise SadError(f"--iterations must be 1..100000, got {iterations}")
     spec = choose_spec(w, h, bpp)
-    cfg = FitConfig(iterations=int(iterations), k=k, seed=int(seed), profile=profile)
-    if bpp >= MORE_ITERATIONS_FROM_BPP:
-        cfg.subsample_until = DENSE_SUBSAMPLE_UNTIL
+    cfg = fit_config(bpp, int(iterations), k=k, seed=int(seed), profile=profile)
     writer = make_writer(w, h, c, k, spec)
     target = img.astype(np.float32) / 255.0
     estimate = make_estimator(w, h, spec)
