@@ -49,7 +49,7 @@ class FitConfig:
     exact_refresh_every: int = 24
     # Refresh the map at the early snap too, not only at the next multiple of the
     # interval: one kodim15 fit at 2 bpp lost 0.35 dB to the stale map (0.2 back with it);
-    # 48 other Kodak fits at 1 and 2 bpp within 0.04 dB (docs/tuning.md).
+    # the other 47 Kodak fits at 1 and 2 bpp moved within 0.04 dB (docs/tuning.md).
     refresh_at_snap: bool = True
     inject: int = 4
     # Iterations between densify rounds; None: a sixteenth of the run, at least 50 (as
