@@ -3,7 +3,7 @@
 import taichi as ti
 
 from .common import NEG_INF, blend, blend_rows, blend_scored, site_logit
-from .topk import ROW, row_items, split_keys, tile_row, tile_row_topk
+from .tiles import ROW, row_items, split_keys, tile_row, tile_row_topk
 
 
 @ti.kernel

@@ -10,9 +10,17 @@ import os
 # Taichi prints a banner to stdout on import unless told not to; keep stdout clean.
 os.environ.setdefault("ENABLE_TAICHI_HEADER_PRINT", "False")
 
-from .api import decode, encode, read_info  # noqa: E402
+from .api import decode, encode, encode_settings, read_info  # noqa: E402
 from .backend import init_backend  # noqa: E402
 from .errors import SadError, SadFormatError  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["encode", "decode", "read_info", "init_backend", "SadError", "SadFormatError"]
+__all__ = [
+    "encode",
+    "decode",
+    "encode_settings",
+    "read_info",
+    "init_backend",
+    "SadError",
+    "SadFormatError",
+]

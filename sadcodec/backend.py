@@ -67,8 +67,8 @@ def _plain_source_positions(ti) -> None:
     """Taichi 1.7 draws a wrapped, caret-underlined source excerpt (textwrap) for every
     statement and expression of a kernel it turns into IR, to attach to the IR for error
     messages. Kernels are turned into IR afresh in every process, even when their code
-    comes from the offline cache, so this drawing was ~85 ms of a `sad decode` process
-    (first decode 345 -> 265 ms without it). The position kept (file, line, function,
+    comes from the offline cache, so this drawing was a large part of a `sad decode`
+    process (docs/tuning.md, "Decoder start-up"). The position kept (file, line, function,
     source line) is what an error message needs; the cache keys do not change."""
     if tuple(ti.__version__[:2]) != (1, 7):
         return

@@ -108,6 +108,9 @@ def n_planes(channels: int) -> int:
 
 
 SINGLE_FRAME = 0x80
+# Bytes of a payload that do not grow with its sites: a magicless zstd frame's header
+# (2 bytes) and its block header (3).
+FRAME_BYTES = 5
 _UNKNOWN_SIZE = 2**64 - 1
 
 

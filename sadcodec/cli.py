@@ -17,22 +17,19 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import math
 import os
 import sys
 import time
 
 import click
-import numpy as np
 
 from . import __version__
+from .api import MAX_BPP, MAX_SEED
 from .backend import shutdown
 from .errors import SadError, SadFormatError
 
 _CHANNEL_NAMES = {1: "gray", 3: "RGB", 4: "RGBA"}
 _IMAGE_EXTENSIONS = "png, jpg, bmp, tif, webp"
-_MAX_BPP = 64.0
-_MAX_SEED = 2**32 - 1
 # click >= 8.2 reports a bare `sad` as a usage error carrying the help text.
 _NO_ARGS = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
@@ -53,13 +50,6 @@ def _notice(msg: str) -> None:
 
 def _debug() -> bool:
     return os.environ.get("SAD_DEBUG", "") not in ("", "0")
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB over all samples (every channel; the one channel for grayscale)."""
-    d = a.astype(np.float64) - b.astype(np.float64)
-    mse = float(np.mean(d * d))
-    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
 def _read_bytes(path: str) -> bytes:
@@ -94,20 +84,6 @@ def _check_image_extension(path: str) -> None:
     if formats is not None and ext not in formats:
         what = f"unknown image extension '{ext}'" if ext else "no file extension"
         raise SadError(f"cannot write '{path}': {what}; use one of {', '.join(formats)}")
-
-
-def _check_not_too_small(path: str, img: np.ndarray) -> None:
-    """An image too small for any allowed --bpp (1x1, 1x8) gets its own message; the
-    encoder's 'budget too small' would advise a bpp above the maximum."""
-    from .encoder import min_file_bytes
-
-    h, w, c = img.shape
-    need = min_file_bytes(w, h, c, bpp=_MAX_BPP)
-    if 8 * need > _MAX_BPP * w * h:
-        raise SadError(
-            f"cannot encode '{path}': a {w}x{h} image is too small for .sad (the smallest "
-            f"file is {need} bytes, {8 * need / (w * h):g} bpp; --bpp is at most {_MAX_BPP:g})"
-        )
 
 
 class _Progress:
@@ -230,7 +206,7 @@ def cli() -> None:
     type=float,
     default=1.0,
     show_default=True,
-    help="Size budget in bits per pixel, header included (0 < bpp <= 64).",
+    help=f"Size budget in bits per pixel, header included (0 < bpp <= {MAX_BPP:g}).",
 )
 @click.option(
     "--effort",
@@ -247,7 +223,7 @@ def cli() -> None:
 )
 @click.option(
     "--seed",
-    type=click.IntRange(0, _MAX_SEED),
+    type=click.IntRange(0, MAX_SEED),
     default=0,
     show_default=True,
     help="Random seed; the same input, options and seed give the same file on the CPU.",
@@ -264,15 +240,15 @@ def encode(input, output, bpp, effort, iterations, seed, arch, threads, quiet):
 
     if effort is not None and iterations is not None:
         raise click.UsageError("give --effort or --iterations, not both")
-    if not (math.isfinite(bpp) and 0 < bpp <= _MAX_BPP):
-        raise SadError(f"--bpp must be a number in (0, {_MAX_BPP:g}], got {bpp:g}")
     img = load_image(input, notice=_notice)
-    _check_not_too_small(input, img)
+    try:
+        api.encode_settings(img.shape, bpp, seed=seed, effort=effort, iterations=iterations)
+    except SadError as exc:
+        raise SadError(f"cannot encode '{input}': {_one_line(exc)}") from None
     check_output_path(input, output)  # before the long encode, not after it
     progress = _Progress(not quiet)
-    t0 = time.perf_counter()
     try:
-        data = api.encode(
+        result = api.encode(
             img,
             bpp,
             seed=seed,
@@ -281,22 +257,19 @@ def encode(input, output, bpp, effort, iterations, seed, arch, threads, quiet):
             arch=arch,
             threads=threads,
             progress=progress,
+            stats=True,
         )
     finally:
         progress.close()
-    seconds = time.perf_counter() - t0
-    atomic_write_bytes(output, data)
+    atomic_write_bytes(output, result.data)
     if quiet:
         return
-    # Measure quality honestly: decode exactly the bytes that were written.
     h, w, c = img.shape
-    decoded = api.decode(data, arch=arch, threads=threads)
-    sites = api.read_info(data)["sites"]
     click.echo(
         f"{os.path.basename(input)} -> {os.path.basename(output)}: {w}x{h} "
-        f"{_CHANNEL_NAMES[c]}, {sites} sites, {len(data)} bytes, "
-        f"{8 * len(data) / (w * h):.3f} bpp, PSNR {_psnr(decoded, img):.2f} dB, "
-        f"encode {seconds:.1f} s",
+        f"{_CHANNEL_NAMES[c]}, {result.sites} sites, {result.bytes} bytes, "
+        f"{8 * result.bytes / (w * h):.3f} bpp, PSNR {result.psnr:.2f} dB, "
+        f"encode {result.seconds:.1f} s",
         err=True,
     )
 
@@ -425,10 +398,11 @@ def main() -> None:
 
 def run() -> None:
     """The `sad` command (console script, `python -m sadcodec`): main(), then exit without
-    the interpreter's teardown, which spent ~75 ms of every `sad decode` process unloading
-    Taichi and its compiled kernels. By then the output is complete and closed (or
-    removed); streams are flushed and Taichi is shut down first, so its offline cache is
-    still written. main() itself exits normally, for callers in Python (the tests)."""
+    the interpreter's teardown, which spends a noticeable part of a `sad decode` process
+    unloading Taichi and its compiled kernels (docs/tuning.md, "Decoder start-up"). By
+    then the output is complete and closed (or removed); streams are flushed and Taichi is
+    shut down first, so its offline cache is still written. main() itself exits normally,
+    for callers in Python (the tests)."""
     try:
         main()
         code = 0

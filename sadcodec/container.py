@@ -23,6 +23,8 @@ VERSION_MINOR = 0
 _HEADER = struct.Struct("<4sBBHHBBIBBBBfBffBffBI")
 HEADER_SIZE = _HEADER.size + 4  # + header CRC32
 TRAILER_SIZE = 4  # payload CRC32
+# Bytes of every file besides its payload.
+FIXED_BYTES = HEADER_SIZE + TRAILER_SIZE
 MAX_SIDE = 65535
 MAX_PIXELS = 1 << 28
 MAX_SITES = 1 << 22

@@ -234,7 +234,7 @@ def _round16(values: np.ndarray) -> np.ndarray:
 
 def _orient(img: Image.Image, notes: list[str]) -> Image.Image:
     """Apply the EXIF orientation so pixels are upright, as every viewer shows them."""
-    # Imported here: reading needs them, `sad decode` (writing only) is spared ~7 ms.
+    # Imported here: reading needs them, `sad decode` (writing only) is spared the import.
     from PIL import ExifTags, ImageOps
 
     try:
@@ -306,8 +306,8 @@ def _save_options(fmt: str) -> dict[str, object]:
     if fmt == "WEBP":
         return {"lossless": True, "exact": True}  # keep RGB under alpha 0
     if fmt == "PNG":
-        # zlib level 3 (Pillow's default is 6): 2.5x faster on a decoded Kodak image (37 vs
-        # 92 ms; ~0.45 s is all a `sad decode` adds to Taichi's start-up) for a file 0.3% larger.
+        # zlib level 3 (Pillow's default is 6): much faster for a file a fraction of a
+        # percent larger (docs/tuning.md, "Decoder start-up").
         return {"compress_level": 3}
     if fmt == "TIFF" and features.check("libtiff"):
         return {"compression": "tiff_deflate"}

@@ -18,9 +18,9 @@ from .errors import SadFormatError
 class QuantSpec:
     """Bit depths and ranges; all stored in the file header."""
 
-    pos_frac_bits: int = 2  # positions on a 1/2**bits pixel grid (1/2 px cost ~1.4 dB)
-    # Direction in [0, pi). 7 bits rather than 6: +0.12 to +0.18 dB in the mean at each
-    # rate from 0.25 to 2 bpp on the 24 Kodak images (docs/tuning.md, kodak-rd.md).
+    # Positions on a 1/2**bits pixel grid (docs/tuning.md, "Quantization").
+    pos_frac_bits: int = 2
+    # Direction in [0, pi): 7 bits pay at every rate (docs/tuning.md, "Direction grid").
     theta_bits: int = 7
     a_bits: int = 5  # log-anisotropy in [0, a_max]
     a_max: float = 4.0

@@ -8,27 +8,27 @@ from dataclasses import dataclass
 import numpy as np
 import taichi as ti
 
-from kernels import topk as k_topk
+from sadcodec.kernels import tiles as k_tiles
+from sadcodec.kernels import topk as k_topk
 
 # The culling levels: tiles of 8 pixels, then levels LEVEL_RATIO times coarser up to one
 # with at most ROOT_TILES tiles. The root level tests every site against each of its
 # tiles, so it must stay small as images grow; the last level leaves each pixel a short
 # list. A level tests each of its parent's sites ratio^2 times, so halving the side per
 # level (4 children) culls for less than quartering it (16 children) despite the extra
-# levels: 36 -> 29 ms on a Kodak file at 1 bpp, 66 -> 43 ms at 2 bpp, 3.96 -> 2.36 s on a
-# 24 MP mosaic (the same lists: each level keeps a superset of what its children keep).
+# levels (docs/tuning.md, "Culling levels"); the lists are the same either way.
 FINEST_TILE = 8
 LEVEL_RATIO = 2
 ROOT_TILES = 16
 # A crafted file could make every tile keep every site: a level may keep at most this
-# many entries per map pixel (Kodak files keep ~0.6 at 8x8 tiles) before the build falls
+# many entries per map pixel (fitted files keep well under one) before the build falls
 # back to jump flooding, so its lists never outgrow the map itself.
 MAX_TILE_ENTRIES_PER_PIXEL = 2
 # One-launch culling gives each tile a slot as long as its parent's list; it is used
 # while the slots of a level total at most this many entries (8 bytes each) per map pixel
-# plus the site count, else the level is counted and filled in two launches. Kodak files
-# need at most 1.4 at 1 bpp and 2.2 at 2 bpp (at the finest level); 64 bytes a pixel is
-# less than the (H, W, K) map the fused decoder no longer stores.
+# plus the site count, else the level is counted and filled in two launches; fitted files
+# fit in one (docs/tuning.md, "Culling levels"), and 64 bytes a pixel is less than an
+# (H, W, K) map.
 CULL_SLOTS_PER_PIXEL = 8
 # Taichi's CPU scheduler gives each thread at least this many loop iterations at a time;
 # culling levels are padded out to this many tasks (4 per thread of a 16-thread CPU).
@@ -76,9 +76,9 @@ class TileLists:
 
     def geometry(self) -> tuple:
         """The scoring kernels' arguments after the lists (tile_topk, render_tiled), padded
-        for their work items: each tile row in pieces of up to k_topk.ROW pixels."""
+        for their work items: each tile row in pieces of up to k_tiles.ROW pixels."""
         rows = -(-int(self.cnt.shape[0]) // self.cols)
-        items = self.cols * rows * self.size * -(-self.size // k_topk.ROW)
+        items = self.cols * rows * self.size * -(-self.size // k_tiles.ROW)
         return self.size, self.cols, self.sx, self.sy, self.s_inv, cull_pad(items)
 
 
@@ -93,7 +93,7 @@ def cull_tiles(
     sy: float = 1.0,
     sizes: tuple[int, ...] | None = None,
 ) -> TileLists | None:
-    """Cull the sites tile by tile for a w x h map (kernels/topk.py explains the bounds):
+    """Cull the sites tile by tile for a w x h map (kernels/tiles.py explains the bounds):
     levels of tiles coarse to fine, each keeping of its parent's sites those that can be
     in the top-K of one of its pixels. None when culling fails (sites whose bounds overlap
     everywhere, as in a crafted file) and scoring the survivors would cost more than
@@ -126,7 +126,7 @@ def cull_tiles(
             ub = None  # the parent's bounds are not read: free them before allocating
             new_lst = np.empty(max(int(slots.sum()), 1), np.int32)
             ub = np.empty(new_lst.shape, np.float32)
-            k_topk.tile_cull_once(
+            k_tiles.tile_cull_once(
                 lst, off, cnt, new_cnt, new_off, new_lst, ub, tab, *geom, int(last), pad, k
             )
             counts = new_cnt.astype(np.int64)
@@ -135,7 +135,7 @@ def cull_tiles(
         else:
             thr = np.empty(cols * rows, np.float32)
             new_off = np.zeros(cols * rows, np.int64)
-            k_topk.tile_cull(
+            k_tiles.tile_cull(
                 lst, off, cnt, thr, new_cnt, new_off, lst, dummy_ub, tab, *geom, 0, 0, pad, k
             )
             counts = new_cnt.astype(np.int64)
@@ -145,7 +145,7 @@ def cull_tiles(
             new_off = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
             new_lst = np.empty(max(total, 1), np.int32)
             ub = np.empty(max(total, 1), np.float32) if last else dummy_ub
-            k_topk.tile_cull(
+            k_tiles.tile_cull(
                 lst, off, cnt, thr, new_cnt, new_off, new_lst, ub, tab, *geom, 1, int(last), pad, k
             )
         lst, off, cnt = new_lst, new_off, new_cnt
@@ -220,9 +220,9 @@ class TopKMap:
     ) -> None:
         """Build from scratch: seed, halving jump steps, then extra step-1 passes (JFA+).
 
-        No random injection here: on Kodak files it made the built map less exact (recall
-        0.996-0.998 against brute force, vs 1.00000 without) and the build 1.4x slower;
-        it stays in ``refresh``, where sites move (bench/results/topk-recall-kodak.md)."""
+        No random injection here: it made the built map less exact and the build slower;
+        it stays in ``refresh``, where sites move (docs/tuning.md, "Random injection in
+        the top-K map")."""
         k_topk.clear(self.cur)
         self.version += 1
         self.reseed(tab, 0, n)
@@ -242,7 +242,7 @@ class TopKMap:
         tiles = cull_tiles(tab, n, s_inv, self.width, self.height, self.k, self.sx, self.sy, sizes)
         if tiles is None:
             return False
-        k_topk.tile_topk(self.cur, *tiles.lists(), tab, *tiles.geometry(), self.k)
+        k_tiles.tile_topk(self.cur, *tiles.lists(), tab, *tiles.geometry(), self.k)
         self.version += 1
         return True
 

@@ -5,7 +5,7 @@
 import numpy as np
 import taichi as ti
 
-from kernels.common import exp_nonpos
+from sadcodec.kernels.common import exp_nonpos
 
 
 @ti.kernel

@@ -121,38 +121,3 @@ def test_bad_seed_is_refused(seed):
     img = np.zeros((16, 16, 3), np.uint8)
     with pytest.raises(SadError, match="--seed must be an integer"):
         sadcodec.encode(img, 8.0, seed=seed, iterations=1)
-
-
-def test_position_grid_follows_the_rate():
-    """From FINE_POSITIONS_FROM_BPP on, positions are stored at 1/8 px (header field),
-    below it at 1/4 px; directions have 7 bits at every rate; either file decodes."""
-    from sadcodec.encoder import FINE_POSITIONS_FROM_BPP
-
-    img = _scene()
-    for bpp, step in ((1.0, 0.25), (FINE_POSITIONS_FROM_BPP, 0.125), (3.0, 0.125)):
-        data = sadcodec.encode(img, bpp=bpp, iterations=20, seed=1)
-        info = sadcodec.read_info(data)
-        assert info["quantization"]["position_step_px"] == step, bpp
-        assert info["quantization"]["theta_bits"] == 7, bpp
-        assert info["bpp"] <= bpp
-        assert sadcodec.decode(data).shape == img.shape
-
-
-def test_effort_iterations_follow_the_rate():
-    """From MORE_ITERATIONS_FROM_BPP on an effort level fits 1.5x its iterations, but not
-    beyond 1600 (levels already there keep theirs); below it exactly the level's count; an
-    explicit count is passed through unchanged."""
-    from sadcodec import encoder
-
-    edge = encoder.MORE_ITERATIONS_FROM_BPP
-    dense = {1: 300, 2: 600, 3: 900, 4: 1200, 5: 1600, 6: 1600, 7: 2400, 8: 3200, 9: 4800}
-    for e, n in encoder.EFFORT_ITERATIONS.items():
-        assert encoder.effort_iterations(e, 1.0) == n
-        assert encoder.effort_iterations(e, edge - 1e-9) == n
-        assert encoder.effort_iterations(e, edge) == dense[e]
-        assert encoder.effort_iterations(e, 2.0) == dense[e]
-    img = _scene()
-    _, low = encoder.encode_array(img, 1.0, effort=1)
-    _, high = encoder.encode_array(img, 2.0, effort=1)
-    _, given = encoder.encode_array(img, 2.0, iterations=33)
-    assert (low.iterations, high.iterations, given.iterations) == (200, 300, 33)

@@ -12,9 +12,10 @@ import pytest
 import taichi as ti
 from conftest import random_scene
 
-from kernels import fit as kfit
-from kernels import table as ktable
-from kernels.common import TABLE_COLS
+from sadcodec.kernels import colour as kcolour
+from sadcodec.kernels import gradient as kgrad
+from sadcodec.kernels import table as ktable
+from sadcodec.kernels.common import TABLE_COLS
 
 W, H, C, N, K = 24, 20, 3, 30, 8
 S = max(W, H)
@@ -111,7 +112,8 @@ def taichi_loss_and_grad(
     grad.fill(0)
     loss = ti.ndarray(ti.f32, shape=(topk.shape[0],))
     loss.fill(0)
-    kfit.forward_backward(tk, tab, p, tg, grad, loss, 1.0 / S, K, C, banded, stride, phase)
+    kern = kgrad.forward_backward_bands if banded else kgrad.forward_backward_atomic
+    kern(tk, tab, p, tg, grad, loss, 1.0 / S, stride, phase, K, C)
     return (
         float(loss.to_numpy().sum(dtype=np.float64)),
         grad.to_numpy().astype(np.float64).sum(axis=0),
@@ -201,17 +203,18 @@ def test_colour_steps_match_the_full_kernel(scene, banded):
     n, cols = params.shape
     p, tab, tk, tg = upload(params, target, topk)
     wts = ti.ndarray(ti.f32, shape=topk.shape)
-    kfit.blend_weights(tk, tab, p, wts, 1.0 / S, K, C)
+    kcolour.blend_weights(tk, tab, p, wts, 1.0 / S, K, C)
     grad = ti.ndarray(ti.f32, shape=(3 if banded else 1, n, cols))
     grad.fill(0)
     loss = ti.ndarray(ti.f32, shape=(H,))
     loss.fill(0)
-    kfit.colour_grad(tk, wts, p, tg, grad, loss, K, C, banded)
+    kern = kcolour.colour_grad_bands if banded else kcolour.colour_grad_atomic
+    kern(tk, wts, p, tg, grad, loss, K, C)
     g = grad.to_numpy().astype(np.float64).sum(axis=0)
     assert float(loss.to_numpy().sum(dtype=np.float64)) == pytest.approx(loss_full, rel=1e-6)
     assert np.abs(g[:, 6:]).max() > 1e-2
-    # Equal to float rounding: the two kernels share their arithmetic (_softmax_lanes,
-    # _colour_lanes), but LLVM's fast math may contract it differently in each, and
+    # Equal to float rounding: the two kernels share their arithmetic (softmax_lanes,
+    # colour_lanes), but LLVM's fast math may contract it differently in each, and
     # atomics add in any order.
     np.testing.assert_allclose(g[:, 6:], g_full[:, 6:], rtol=1e-5, atol=1e-7)
     assert not g[:, :6].any()
@@ -250,7 +253,7 @@ def test_colour_normal_equations_match_the_colour_kernel(scene):
     n, cols = params.shape
     p, tab, tk, tg = upload(params, target, topk)
     wts = ti.ndarray(ti.f32, shape=topk.shape)
-    kfit.blend_weights(tk, tab, p, wts, 1.0 / S, K, C)
+    kcolour.blend_weights(tk, tab, p, wts, 1.0 / S, K, C)
     normal = ColourNormal(topk, wts.to_numpy(), target, n)
     rng = np.random.default_rng(9)
     for colours in (params[:, 6:], rng.uniform(0, 1, (n, C)).astype(np.float32)):
@@ -260,7 +263,7 @@ def test_colour_normal_equations_match_the_colour_kernel(scene):
         grad = ti.ndarray(ti.f32, shape=(3, n, cols))
         grad.fill(0)
         loss = ti.ndarray(ti.f32, shape=(H,))
-        kfit.colour_grad(tk, wts, p, tg, grad, loss, K, C, True)
+        kcolour.colour_grad_bands(tk, wts, p, tg, grad, loss, K, C)
         want_g = grad.to_numpy().astype(np.float64).sum(axis=0)[:, 6:]
         want = float(loss.to_numpy().sum(dtype=np.float64))
         got, g = normal.loss_and_grad(colours)

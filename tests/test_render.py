@@ -1,4 +1,4 @@
-"""decoder.render_params against a numpy reference render over the brute-force top-K."""
+"""render.render_params against a numpy reference render over the brute-force top-K."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import random_scene
 
-from sadcodec.decoder import render_params
+from sadcodec.render import render_params
 
 K = 8
 
@@ -120,9 +120,9 @@ def _map_render(
     (rows: blended a row of pixels at a time, as the fused LARGE variant does)."""
     import taichi as ti
 
-    from kernels import render as krender
-    from kernels import table as ktable
-    from kernels.common import TABLE_COLS
+    from sadcodec.kernels import render as krender
+    from sadcodec.kernels import table as ktable
+    from sadcodec.kernels.common import TABLE_COLS
     from sadcodec.topk import TopKMap
 
     n, cols = params.shape
@@ -145,9 +145,9 @@ def test_fused_tiled_render_is_the_map_render(scene, out_w, out_h, large, monkey
     writes exactly the bytes of render() over the brute-force map, in both its variants:
     insertion and a per-pixel blend, or (large outputs) a sorting network and the row
     blend."""
-    import sadcodec.decoder as decoder_mod
+    import sadcodec.render as render_mod
 
-    monkeypatch.setattr(decoder_mod, "LARGE_OUTPUT_PIXELS", 0 if large else 1 << 40)
+    monkeypatch.setattr(render_mod, "LARGE_OUTPUT_PIXELS", 0 if large else 1 << 40)
     got = render_params(scene, 64, 48, out_w, out_h, K)
     assert np.array_equal(got, _map_render(scene, 64, 48, out_w, out_h, K, int(large)))
 

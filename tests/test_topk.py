@@ -12,8 +12,8 @@ import pytest
 import taichi as ti
 from conftest import random_scene
 
-from kernels import table as ktable
-from kernels.common import TABLE_COLS
+from sadcodec.kernels import table as ktable
+from sadcodec.kernels.common import TABLE_COLS
 from sadcodec.topk import TopKMap
 
 W, H, N, K, C = 64, 48, 150, 8, 3
@@ -227,13 +227,13 @@ def test_both_culling_paths_are_exact(params, slots, monkeypatch):
     monkeypatch.setattr(topk_mod, "CULL_SLOTS_PER_PIXEL", slots)
     calls = {"tile_cull": 0, "tile_cull_once": 0}
     for name in calls:
-        real = getattr(topk_mod.k_topk, name)
+        real = getattr(topk_mod.k_tiles, name)
 
         def counted(*a, _real=real, _name=name):
             calls[_name] += 1
             return _real(*a)
 
-        monkeypatch.setattr(topk_mod.k_topk, name, counted)
+        monkeypatch.setattr(topk_mod.k_tiles, name, counted)
     _, tab = upload(params)
     ref = TopKMap(H * 2, W * 2, K, sx=0.5, sy=0.5)
     ref.exact(tab, N, 1.0 / S)
@@ -307,29 +307,29 @@ def test_tile_levels_keep_the_root_level_small():
 
 def _map_at_freeze(k: int, **settings):
     """Fit a small synthetic image and return the map it kept at the geometry freeze,
-    with the sites it was refreshed for (FitConfig.snapshot_map)."""
-    from sadcodec import encoder
-    from sadcodec.fit import FitConfig, fit_to_budget
+    with the sites it was refreshed for (the MapSnapshot hook)."""
+    from sadcodec import settings as encode_settings
+    from sadcodec.fit import FitConfig, MapSnapshot, fit_to_budget
 
     rng = np.random.default_rng(5)
     yy, xx = np.mgrid[0:H, 0:W]
     img = np.stack([xx / W, yy / H, 0.5 + 0.4 * np.sin(xx / 3.0) * np.cos(yy / 5.0)], axis=2)
     img = (img + rng.normal(0, 0.02, img.shape)).clip(0, 1).astype(np.float32)
-    spec = encoder.choose_spec(W, H, 2.0)
+    s = encode_settings.encode_settings(W, H, C, 2.0)
     cfg = FitConfig(iterations=60, densify_every=10, k=k, seed=3)
     for name, value in settings.items():
         setattr(cfg, name, value)
-    cfg.snapshot_map = True
-    res = fit_to_budget(img, W * H // 4, encoder.make_writer(W, H, C, k, spec), spec, cfg)
-    return res.map_at_freeze
+    snap = MapSnapshot()
+    fit_to_budget(img, s.rate_target(), s.spec, cfg, hooks=snap)
+    return snap.ids, snap.sites
 
 
 @pytest.mark.parametrize("k, stencil", [(8, 4), (4, 8)])
 def test_map_kept_while_fitting_is_near_the_brute_force(k, stencil):
-    """The map a fit maintains by step-1 refreshes (the GPU's way; exact rebuild after
-    densify, then a pass every few iterations while sites move) is still close to the true
-    top-K when the geometry freezes; a snapshot of it is what bench/topk_fit.py measures."""
-    ids, sites = _map_at_freeze(k, refresh_stencil=stencil, refresh_exact=False)
+    """The map the GPU path maintains (jump flooding, a step-1 pass every few iterations
+    while sites move, here run on the CPU) is still close to the true top-K when the
+    geometry freezes; a snapshot of it is what bench/topk_fit.py measures."""
+    ids, sites = _map_at_freeze(k, refresh_stencil=stencil, kernels="gpu")
     assert ids.shape == (H, W, k)
     x, y = points(W, H)
     m = measure(ids, logits(sites, x, y))
@@ -340,8 +340,8 @@ def test_map_kept_while_fitting_is_near_the_brute_force(k, stencil):
 
 
 def test_exact_refresh_keeps_the_fit_map_exact():
-    """FitConfig.refresh_exact (the CPU default) refreshes by the exact tiled build: the
-    map at the freeze is the brute-force top-K of the sites it was built for."""
+    """The CPU path refreshes by the exact tiled build: the map at the freeze is the
+    brute-force top-K of the sites it was built for."""
     ids, sites = _map_at_freeze(K)
     x, y = points(W, H)
     m = measure(ids, logits(sites, x, y))
