@@ -27,12 +27,14 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check sadcodec kernels tests bench
 
-# Kodak at 1 bpp against JPEG (about an hour on 2 cores); writes docs/kodak-1bpp.md
+# Kodak at 1 bpp against JPEG (about an hour on 2 cores); writes bench/results/kodak-1bpp.csv
+# and the report generated from it, bench/results/kodak-1bpp.md. The images are read from
+# ../shared/data/kodak (kodim01.png .. kodim24.png). Extra options: make bench BENCH_ARGS=--resume
 bench: $(STAMP)
-	$(PY) bench/kodak.py --bpp 1.0
+	$(PY) -m bench.kodak --bpp 1.0 $(BENCH_ARGS)
 
 # Kodak at 0.25/0.5/1/2 bpp against JPEG, WebP and AVIF (hours on 2 cores); writes
-# bench/results/kodak-rd.csv, docs/kodak-rd.md and docs/kodak-rd.png.
+# bench/results/kodak-rd.csv and, generated from it, bench/results/kodak-rd.md and .png.
 # Extra options: make bench-rd RD_ARGS="--resume" (or "--limit 4", "--effort 6", ...)
 BENCH_STAMP := $(VENV)/.installed-bench
 $(BENCH_STAMP): $(STAMP)
@@ -40,7 +42,7 @@ $(BENCH_STAMP): $(STAMP)
 	touch $(BENCH_STAMP)
 
 bench-rd: $(BENCH_STAMP)
-	$(PY) bench/rd.py $(RD_ARGS)
+	$(PY) -m bench.rd $(RD_ARGS)
 
 clean:
 	rm -rf out build *.egg-info

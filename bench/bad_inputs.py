@@ -1,7 +1,7 @@
 """Run `sad` on bad and odd inputs and tabulate what each really prints.
 
-    python bench/bad_inputs.py            # prints the table, writes it into docs/robustness.md
-    python bench/bad_inputs.py --no-report
+    python -m bench.bad_inputs            # prints the table, writes it into docs/robustness.md
+    python -m bench.bad_inputs --no-report
 
 Every input is generated in a temporary directory (odd images, broken files, unwritable
 places) and every command runs as a real `sad` process there, so the table shows exactly
@@ -26,12 +26,11 @@ import zlib
 import numpy as np
 from PIL import Image
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(ROOT, "tests"))
+from bench.benchlib import ROOT, code_label, provenance
+from bench.mdsection import replace_section
 
 # Hand-built PNGs (Pillow cannot write zero-size or lying headers, nor 16-bit colour).
-from test_imageload import _header_only_png, _png16  # noqa: E402
+from bench.pngs import header_only_png, png16
 
 SAD = os.path.join(os.path.dirname(sys.executable), "sad")
 FAST = ["--iterations", "20"]
@@ -60,8 +59,8 @@ def make_inputs(d: str) -> None:
     save("one.png", Image.fromarray(photo[:1, :1]))
     save("col.png", Image.fromarray(_scene(64, 1)))
     save("row.png", Image.fromarray(_scene(1, 64)))
-    write("zero.png", _header_only_png(0, 5))
-    write("huge.png", _header_only_png(100_000, 100_000))
+    write("zero.png", header_only_png(0, 5))
+    write("huge.png", header_only_png(100_000, 100_000))
     save("palette.png", Image.fromarray(photo).quantize(16))
     pt = Image.fromarray(photo).quantize(16)
     pt.info["transparency"] = 0
@@ -70,8 +69,8 @@ def make_inputs(d: str) -> None:
     exif = Image.Exif()
     exif[0x0112] = 6  # display rotated 90 degrees clockwise
     save("exif6.jpg", Image.fromarray(photo), exif=exif, quality=95)
-    write("gray16.png", _png16(np.arange(32 * 40).reshape(32, 40) * 51))
-    write("rgb16.png", _png16(photo.astype(np.uint16) * 257))
+    write("gray16.png", png16(np.arange(32 * 40).reshape(32, 40) * 51))
+    write("rgb16.png", png16(photo.astype(np.uint16) * 257))
     save("float.tif", Image.fromarray(photo[..., 0].astype(np.float32) / 255))
     black = Image.new("RGB", (40, 32))
     save("anim.gif", Image.fromarray(photo), save_all=True, append_images=[black])
@@ -163,12 +162,13 @@ def run(d: str, argv: list[str]) -> tuple[str, int, str]:
     return shown, res.returncode, "<br>".join(ln for ln in lines if ln)
 
 
-def table(rows: list[tuple[str, str, int, str]]) -> str:
+def table(rows: list[tuple[str, str, int, str]], code: str = "") -> str:
     out = [
         "## Bad inputs and what `sad` says (`bench/bad_inputs.py`)",
         "",
         "Each command ran in a directory of generated inputs; stderr is shown as printed "
-        "(progress bars removed). Exit 0 is success, 1 a refused input, 2 a usage error.",
+        "(progress bars removed). Exit 0 is success, 1 a refused input, 2 a usage error. "
+        f"`python -m bench.bad_inputs`, code {code or 'not recorded'}.",
         "",
         "| case | command | exit | stderr |",
         "|---|---|---:|---|",
@@ -184,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report", default=os.path.join(ROOT, "docs", "robustness.md"))
     ap.add_argument("--no-report", action="store_true", help="print only")
     args = ap.parse_args(argv)
+    code = code_label({k: str(v) for k, v in provenance().items()})
     rows = []
     with tempfile.TemporaryDirectory() as d:
         make_inputs(d)
@@ -193,12 +194,9 @@ def main(argv: list[str] | None = None) -> int:
                     damaged_files(d)
             rows.append((what, *run(d, cmd)))
             print(f"{rows[-1][2]:3d}  {rows[-1][1]}\n     {rows[-1][3]}", file=sys.stderr)
-    text = table(rows)
+    text = table(rows, code)
     print(text)
     if not args.no_report:
-        sys.path.insert(0, HERE)
-        from mdsection import replace_section
-
         replace_section(args.report, "bad-inputs", text)
     return 0
 

@@ -1,14 +1,26 @@
-"""Helpers shared by the Kodak benchmarks: kodak.py (one rate, sad vs JPEG) and rd.py
-(rate-distortion curves, sad vs JPEG, WebP and AVIF).
+"""Helpers shared by the benchmarks: where images and results live, what every CSV row
+records about the code and settings that produced it, and the measuring code that kodak.py
+(one rate, sad vs JPEG) and rd.py (rate-distortion curves, sad vs JPEG, WebP and AVIF) must
+share (budget, quality search, PSNR, timing).
 
-Both scripts must measure the same way (budget, quality search, PSNR, timing, facts), so the
-code that does it lives here once. Import it as ``bench.benchlib`` with the repository root on
-``sys.path`` (the scripts put it there), which also makes ``import sadcodec`` find this checkout.
+Run the benchmarks as modules from the repository root (``python -m bench.rd``); the
+package needs no ``sys.path`` changes and imports the installed ``sadcodec``.
+
+Every benchmark writes one CSV under bench/results/ (``--out-csv``) and generates its
+markdown report from that CSV alone (``--out-md``, by default beside it; ``--report-only``
+regenerates it without measuring), so a report is never edited by hand. Each row carries
+``PROVENANCE_FIELDS``: the commit, whether the tree had uncommitted changes and a hash of
+them, the settings that produced the row, when and on what machine.
 """
 
 from __future__ import annotations
 
+import argparse
+import collections
 import csv
+import datetime
+import hashlib
+import importlib.metadata
 import io
 import math
 import os
@@ -26,6 +38,315 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+# The Kodak set lives outside the repository: ../shared/data/kodak from its root.
+KODAK = ROOT.parent / "shared" / "data" / "kodak"
+KODAK_URL = "https://r0k.us/graphics/kodak/"
+
+# Columns every benchmark CSV row ends with.
+PROVENANCE_FIELDS = ["commit", "dirty", "diff", "settings", "measured", "machine"]
+# What a tree's "uncommitted changes" cover: everything tracked or untracked (not ignored)
+# except the benchmarks' own outputs and prose, which a run rewrites as it goes.
+CODE_PATHSPEC = [".", ":(exclude)bench/results", ":(exclude)docs", ":(exclude,glob)**/*.md"]
+
+
+# ---------------------------------------------------------------- images
+
+
+def kodak_folder(path: Path | str | None = None) -> Path:
+    """The image folder (default: the Kodak set); exits with what to put where when it is
+    missing or holds no PNG."""
+    folder = Path(path) if path is not None else KODAK
+    if folder.is_dir() and any(folder.glob("*.png")):
+        return folder
+    what = "does not exist" if not folder.is_dir() else "has no .png images"
+    default = folder.resolve() == KODAK.resolve()
+    lines = [f"{folder} {what}."]
+    if default:
+        lines.append(
+            "The benchmarks read the 24 Kodak PhotoCD images kodim01.png .. kodim24.png "
+            f"(768x512, public) from {KODAK} (../shared/data/kodak from the repository "
+            f"root). Download them, e.g. from {KODAK_URL}, into that folder, or give "
+            "another folder of PNGs with --images DIR."
+        )
+    else:
+        lines.append(
+            "Give a folder of .png images with --images DIR (the default is the Kodak set, "
+            f"kodim01.png .. kodim24.png, in {KODAK}; it can be obtained from {KODAK_URL})."
+        )
+    sys.exit("\n".join(lines))
+
+
+def image_paths(
+    folder: Path | str | None, limit: int | None = None, names: str | None = None
+) -> list[Path]:
+    """The PNGs of a folder (checked by kodak_folder) by sorted name: the comma list of
+    stems `names` if given, else the first `limit`; exits if a named image is missing."""
+    files = sorted(kodak_folder(folder).glob("*.png"))
+    if names:
+        wanted = [n.strip() for n in names.split(",") if n.strip()]
+        by_stem = {f.stem: f for f in files}
+        missing = [n for n in wanted if n not in by_stem]
+        if missing:
+            sys.exit(f"no {', '.join(m + '.png' for m in missing)} in {files[0].parent}")
+        return [by_stem[n] for n in wanted]
+    return files[:limit]
+
+
+def kodak_image(path: Path | str) -> Path:
+    """One image file; a missing one in the default Kodak folder gets kodak_folder's message."""
+    path = Path(path)
+    if not path.is_file():
+        kodak_folder(path.parent)  # exits if the folder is missing or empty
+        sys.exit(f"{path} not found")
+    return path
+
+
+# ---------------------------------------------------------------- provenance
+
+
+def _git(root: Path, *args: str) -> bytes:
+    return subprocess.run(
+        ["git", "-C", str(root), *args], capture_output=True, check=True, timeout=60
+    ).stdout
+
+
+def provenance(root: Path = ROOT) -> dict[str, Any]:
+    """The code a run measures: {"commit": short sha, "dirty": bool, "diff": hash}.
+
+    "dirty" is whether tracked files differ from HEAD or untracked (not ignored) files
+    exist, outside bench/results/, docs/ and *.md (the outputs); "diff" is the first 12 hex
+    digits of the sha256 of those changes (`git diff HEAD` and the untracked files' names
+    and contents), "" when clean. Without git or outside a checkout: commit and dirty are
+    "unknown"."""
+    try:
+        commit = _git(root, "rev-parse", "--short", "HEAD").decode().strip()
+        diff = _git(root, "diff", "HEAD", "--binary", "--", *CODE_PATHSPEC)
+        others = _git(
+            root, "ls-files", "-z", "--others", "--exclude-standard", "--", *CODE_PATHSPEC
+        )
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": "unknown", "dirty": "unknown", "diff": ""}
+    h = hashlib.sha256(diff)
+    untracked = sorted(n for n in others.split(b"\0") if n)
+    for name in untracked:
+        h.update(b"\0untracked\0" + name + b"\0")
+        try:
+            h.update((root / os.fsdecode(name)).read_bytes())
+        except OSError:
+            h.update(b"unreadable")
+    dirty = bool(diff or untracked)
+    return {"commit": commit, "dirty": dirty, "diff": h.hexdigest()[:12] if dirty else ""}
+
+
+def code_label(row: dict) -> str:
+    """The code version of a row in words: `abc1234`, with its diff hash when dirty."""
+    commit = row.get("commit") or ""
+    if not commit:
+        return "not recorded"
+    if commit == "unknown":
+        return "unknown (not a git checkout, or no git)"
+    if row.get("dirty") == "True":
+        return f"`{commit}` + uncommitted changes (diff {row.get('diff') or '?'})"
+    return f"`{commit}` (clean tree)"
+
+
+def reusable(row: dict, prov: dict, settings: str) -> bool:
+    """Whether --resume may keep a row: same commit, same dirty flag, same diff hash (so a
+    dirty tree matches only an identical set of changes) and the same settings. An unknown
+    code version never matches."""
+    return (
+        prov["commit"] != "unknown"
+        and row.get("commit") == prov["commit"]
+        and row.get("dirty") == str(prov["dirty"])
+        and (row.get("diff") or "") == prov["diff"]
+        and row.get("settings") == settings
+    )
+
+
+def machine_line(extra: Iterable[str] = ()) -> str:
+    """The machine and library versions in one CSV field (taichi from its metadata, so
+    this does not start it)."""
+    import PIL
+
+    u = platform.uname()
+    libs = [
+        f"Python {platform.python_version()}",
+        f"numpy {np.__version__}",
+        f"Pillow {PIL.__version__}",
+    ]
+    try:
+        libs.append(f"taichi {importlib.metadata.version('taichi')}")
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    cpu = f"{os.cpu_count()} cores, {platform.processor() or u.machine}"
+    return "; ".join([cpu, f"{u.system} {u.release}", ", ".join([*libs, *extra])])
+
+
+def now() -> str:
+    return datetime.datetime.now().isoformat(timespec="seconds")
+
+
+def stamp(row: dict, prov: dict, settings: str, machine: str) -> dict:
+    """Append the provenance columns to a row (in place) and return it."""
+    row.update(
+        {
+            "commit": prov["commit"],
+            "dirty": str(prov["dirty"]),
+            "diff": prov["diff"],
+            "settings": settings,
+            "measured": now(),
+            "machine": machine,
+        }
+    )
+    return row
+
+
+def settings_of(args: argparse.Namespace, skip: Iterable[str] = ()) -> str:
+    """A run's options as one CSV field, `name=value` sorted, without the output paths."""
+    drop = {"out_csv", "out_md", "out_png", "report_only", "resume", *skip}
+    given = vars(args)
+    if "images" in given and given["images"] is None:  # the default folder, by its path
+        given = {**given, "images": KODAK}
+    items = sorted((k, v) for k, v in given.items() if k not in drop)
+    return " ".join(f"{k}={_show(v)}" for k, v in items)
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, list | tuple):
+        return ",".join(f"{x:g}" if isinstance(x, float) else str(x) for x in v)
+    if isinstance(v, Path):  # from the repository root (.. for the Kodak folder)
+        return os.path.relpath(v.resolve(), ROOT)
+    return str(v)
+
+
+def provenance_lines(rows: list[dict], group: Callable[[dict], str] | None = None) -> list[str]:
+    """Markdown bullets: the code versions, settings, machines and dates of the rows, with
+    how many rows each covers. `group` labels a row's settings (default: the column)."""
+    group = group or (lambda r: f"`{r.get('settings') or 'not recorded'}`")
+    n = len(rows)
+
+    def counted(label: str, values: list[str]) -> list[str]:
+        c = collections.Counter(values)
+        if len(c) == 1:
+            return [f"- {label}: {next(iter(c))}" + (f"; all {n} rows" if n > 1 else "")]
+        return [f"- {label}:"] + [f"  - {v}: {k} of {n} rows" for v, k in c.most_common()]
+
+    out = counted("Code", [code_label(r) for r in rows])
+    out += counted("Settings", [group(r) for r in rows])
+    out += counted("Machine", [r.get("machine") or "not recorded" for r in rows])
+    dates = sorted(r["measured"] for r in rows if r.get("measured"))
+    if dates:
+        span = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
+        out.append(f"- Measured: {span}")
+    return out
+
+
+# ---------------------------------------------------------------- results: CSV and report
+
+
+def output_args(ap: argparse.ArgumentParser, name: str) -> None:
+    """--out-csv (default bench/results/NAME.csv), --out-md (default: beside the CSV) and
+    --report-only (regenerate the report from the CSV, measure nothing)."""
+    ap.add_argument("--out-csv", type=Path, default=RESULTS / f"{name}.csv")
+    ap.add_argument("--out-md", type=Path, default=None, help="default: the CSV's path, .md")
+    ap.add_argument(
+        "--report-only", action="store_true", help="regenerate the report from the CSV only"
+    )
+
+
+def report_path(args: argparse.Namespace) -> Path:
+    return args.out_md if args.out_md is not None else args.out_csv.with_suffix(".md")
+
+
+class Recorder:
+    """Rows of one run, stamped with provenance and rewritten to the CSV after each one
+    (atomically), so an interrupted run keeps what it measured."""
+
+    def __init__(
+        self, path: Path, fields: list[str], settings: str, machine: str | None = None
+    ) -> None:
+        self.path = Path(path)
+        self.fields = [f for f in fields if f not in PROVENANCE_FIELDS] + PROVENANCE_FIELDS
+        self.settings = settings
+        self.prov = provenance()
+        self.machine = machine or machine_line()
+        self.rows: list[dict] = []
+
+    def add(self, row: dict) -> dict:
+        self.rows.append(stamp(row, self.prov, self.settings, self.machine))
+        write_csv(self.path, self.rows, self.fields)
+        return row
+
+
+def write_report(args: argparse.Namespace, render: Callable[[list[dict]], str]) -> int:
+    """Read the CSV back, render the report from its rows alone, write it atomically and
+    print it. Exits when the CSV is missing or empty (--report-only before a run)."""
+    rows = read_csv(args.out_csv)
+    if not rows:
+        sys.exit(f"{args.out_csv}: no results to report (run without --report-only first)")
+    text = render(rows)
+    out = report_path(args)
+    atomic_write(out, text)
+    print(text, end="")
+    print(f"wrote {_rel(args.out_csv)} and {_rel(out)}", file=sys.stderr)
+    return 0
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def report_head(
+    title: str, module: str, csv_path: Path, rows: list[dict], about: str = ""
+) -> list[str]:
+    """The top of a generated report: title, where it comes from, provenance, about."""
+    out = [
+        f"# {title}",
+        "",
+        f"Generated by `python -m {module}` from `{_shown(csv_path)}` ({len(rows)} rows; "
+        f"`python -m {module} --report-only` regenerates it). Do not edit by hand.",
+        "",
+        *provenance_lines(rows),
+    ]
+    return out + (["", about] if about else [])
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def table(rows: list[dict], columns: list[tuple[str, str]]) -> list[str]:
+    """A markdown table of the rows: (CSV field, header) per column, values as stored."""
+    out = ["| " + " | ".join(h for _, h in columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        out.append(
+            "| " + " | ".join(str(r.get(k, "")).replace("|", "/") for k, _ in columns) + " |"
+        )
+    return out
+
+
+def simple_report(
+    title: str, module: str, csv_path: Path, columns: list[tuple[str, str]], about: str = ""
+) -> Callable[[list[dict]], str]:
+    """A report renderer: report_head, then one table of the given columns."""
+
+    def render(rows: list[dict]) -> str:
+        lines = report_head(title, module, csv_path, rows, about)
+        return "\n".join([*lines, "", *table(rows, columns)]) + "\n"
+
+    return render
+
+
+# ---------------------------------------------------------------- measuring
 
 
 def budget_bytes(bpp: float, width: int, height: int) -> int:
@@ -76,6 +397,7 @@ class PillowCodec:
     qmin: int
     qmax: int
     options: dict[str, Any] = field(default_factory=dict)
+    library: str = ""
 
     def encode(self, img: np.ndarray, quality: int) -> bytes:
         buf = io.BytesIO()
@@ -83,20 +405,36 @@ class PillowCodec:
         return buf.getvalue()
 
     def settings(self) -> str:
-        """The options as one CSV field, so --resume never mixes differently encoded rows."""
-        return " ".join(f"{k}={v}" for k, v in sorted(self.options.items()))
+        """The library and options as one CSV field, so --resume never mixes differently
+        encoded rows."""
+        opts = " ".join(f"{k}={v}" for k, v in sorted(self.options.items()))
+        return f"{self.library} {opts}".strip()
 
 
 def pillow_codec(name: str, avif_speed: int = 6) -> PillowCodec:
     """JPEG (libjpeg-turbo, 4:2:0, optimized Huffman), lossy WebP at its slowest, best method,
     and AVIF (libavif, 4:2:0) at `avif_speed` (Pillow's default 6; 0 is ~35x slower)."""
     if name == "jpeg":
-        return PillowCodec("jpeg", "JPEG", 1, 100, {"subsampling": 2, "optimize": True})
+        opts = {"subsampling": 2, "optimize": True}
+        return PillowCodec("jpeg", "JPEG", 1, 100, opts, _library("libjpeg_turbo"))
     if name == "webp":
-        return PillowCodec("webp", "WEBP", 0, 100, {"lossless": False, "method": 6})
+        opts = {"lossless": False, "method": 6}
+        return PillowCodec("webp", "WEBP", 0, 100, opts, _library("webp"))
     if name == "avif":
-        return PillowCodec("avif", "AVIF", 0, 100, {"subsampling": "4:2:0", "speed": avif_speed})
+        opts = {"subsampling": "4:2:0", "speed": avif_speed}
+        return PillowCodec("avif", "AVIF", 0, 100, opts, _library("avif"))
     raise ValueError(f"no Pillow codec {name!r}")
+
+
+def _library(feature: str) -> str:
+    """`lib=NAME-VERSION` of a Pillow codec library, as Pillow reports it."""
+    from PIL import features
+
+    try:
+        version = features.version(feature)
+    except ValueError:
+        version = None
+    return f"lib={feature}-{version or 'unknown'}"
 
 
 def pillow_decode(data: bytes) -> np.ndarray:
@@ -137,6 +475,16 @@ def sad_kwargs(args) -> dict:
     return kw
 
 
+def sad_settings(args) -> str:
+    """sad's settings as one CSV field: the encode options (effort/iterations "default"
+    when not given) and the decode repeats, which shape the timings."""
+    return (
+        f"seed={args.seed} effort={args.effort or 'default'} "
+        f"iterations={args.iterations or 'default'} arch={args.arch} "
+        f"threads={args.threads or 'all'} repeats_decode={args.repeats_decode}"
+    )
+
+
 def run_sad(img: np.ndarray, bpp: float, args) -> dict:
     """One sadcodec encode (they are long) and the median of --repeats-decode decodes."""
     sadcodec = load_sadcodec()
@@ -153,8 +501,11 @@ def run_sad(img: np.ndarray, bpp: float, args) -> dict:
     }
 
 
+# ---------------------------------------------------------------- files and processes
+
+
 def read_csv(path: Path) -> list[dict]:
-    if not path.exists():
+    if not Path(path).exists():
         return []
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
@@ -162,10 +513,11 @@ def read_csv(path: Path) -> list[dict]:
 
 def atomic_write(path: Path, text: str) -> None:
     """Write via a temporary file and rename, so an interrupted run never leaves half a file."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", newline="") as f:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)
     except BaseException:
@@ -174,46 +526,23 @@ def atomic_write(path: Path, text: str) -> None:
 
 
 def write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
+    """Rewrite a CSV atomically; columns a row lacks are left empty, others dropped."""
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
     w.writeheader()
     w.writerows(rows)
     atomic_write(path, buf.getvalue())
 
 
 def command_line() -> str:
-    """The command as typed, for the report header, so a result can be reproduced."""
-    return " ".join(shlex.quote(a) for a in [Path(sys.executable).name] + sys.argv)
-
-
-def machine_facts(with_taichi: bool, extra: Iterable[str] = ()) -> list[str]:
-    """CPU, OS and library versions; `extra` lines (other libraries) are appended as given."""
-    import PIL
-
-    u = platform.uname()
-    facts = [
-        f"CPU cores (os.cpu_count): {os.cpu_count()}",
-        f"processor: {platform.processor() or u.machine}",
-        f"system: {u.system} {u.release} {u.machine}",
-        f"Python {platform.python_version()}, numpy {np.__version__}, Pillow {PIL.__version__}",
-    ]
-    if with_taichi:
-        import taichi
-
-        facts[-1] += f", taichi {'.'.join(map(str, taichi.__version__))}"
-    return facts + list(extra)
+    """The command as typed (`python -m bench.NAME ...` for a module run)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    head = ["python", "-m", spec.name] if spec is not None else ["python", *sys.argv[:1]]
+    return shlex.join(head + sys.argv[1:])
 
 
 def fmt(x: str | float | None, nd: int) -> str:
     return "" if x in ("", None) else f"{float(x):.{nd}f}"
-
-
-def print_and_write(lines: list[str], out: Path | None) -> None:
-    """Print a benchmark's report and, given a path, write it there (atomically)."""
-    text = "\n".join(lines)
-    print(text)
-    if out:
-        atomic_write(Path(out), text + "\n")
 
 
 def run_process(cmd: list[str]) -> tuple[float, float, str]:

@@ -2,23 +2,37 @@
 paper's headline setting: 50,000 sites on Kodak, 46.0 dB in 2.2 s), and print PSNR
 against time.
 
-    python bench/fit_sites.py --images ../shared/data/kodak --sites 50000 \
-        --iterations 2000 --arch cuda --out docs/fit-50k.md
+    python -m bench.fit_sites --sites 50000 --iterations 2000 --arch cuda
+    python -m bench.fit_sites --report-only
 
 Kernels are compiled (or loaded from the offline cache) by a short warm-up fit first, so
 the times are the fit itself (initialisation included); start-up and warm-up are printed
 separately. PSNR is RGB on the 8-bit scale, of the float render the last step saw.
+Images come from --images DIR (default: the Kodak set in ../shared/data/kodak). Writes one
+row per image and checkpoint to bench/results/fit-sites.csv and generates
+bench/results/fit-sites.md from it.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
+import sys
 import time
 from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
+
+from bench.benchlib import (
+    Recorder,
+    image_paths,
+    output_args,
+    report_head,
+    settings_of,
+    write_report,
+)
+
+FIELDS = ["image", "iteration", "seconds", "psnr", "backend", "startup_s", "warmup_s"]
 
 
 def run_fit(
@@ -28,7 +42,7 @@ def run_fit(
     import taichi as ti
 
     from sadcodec import quantize
-    from sadcodec.fit import FitConfig, Fitter
+    from sadcodec.fit import FitConfig, Fitter, Schedule
     from sadcodec.init import init_sites
 
     cfg = FitConfig(iterations=iterations, seed=seed)
@@ -44,14 +58,9 @@ def run_fit(
     f.full_build()
     ti.sync()
     rows = [(0, time.perf_counter() - t0, float("nan"))]
-    decay_from = int(cfg.decay_from * iterations)
+    sched = Schedule.of(cfg)
     for it in range(iterations):
-        if it < decay_from:
-            scale = 1.0
-        else:
-            frac = (it - decay_from) / max(1, iterations - decay_from)
-            scale = cfg.final_lr + (1 - cfg.final_lr) * 0.5 * (1 + math.cos(math.pi * frac))
-        f.step(scale, None, refresh=(it % f.refresh_interval() == 0))
+        f.step(sched.lr_scale(it), None, refresh=(it % f.refresh_interval() == 0))
         if (it + 1) % every == 0 or it == iterations - 1:
             rows.append((it + 1, time.perf_counter() - t0, f.psnr(f.last_loss())))
     return rows
@@ -66,9 +75,44 @@ def parse_overrides(text: str) -> dict:
     return out
 
 
-def main() -> None:
+def markdown(rows: list[dict], csv_path: Path) -> str:
+    """PSNR @ seconds per image and checkpoint, and the mean over images."""
+    images = list(dict.fromkeys(r["image"] for r in rows))
+    checkpoints = sorted({int(r["iteration"]) for r in rows})
+    cell = {(r["image"], int(r["iteration"])): r for r in rows}
+    runs = sorted({(r["backend"], r["startup_s"], r["warmup_s"]) for r in rows})
+    about = " ".join(
+        f"Backend {b}; start-up {s} s, kernel warm-up {w} s (not counted)." for b, s, w in runs
+    )
+    about += (
+        " Sites, iterations and overrides (`set`) are in the settings. Each cell: PSNR dB @ "
+        "seconds since the fit began (init included)."
+    )
+    lines = report_head("Fitting a fixed number of sites", "bench.fit_sites", csv_path, rows, about)
+    lines += [
+        "",
+        "| image | " + " | ".join(f"{i} its" for i in checkpoints) + " |",
+        "|---|" + "---|" * len(checkpoints),
+    ]
+    for name in images:
+        cells = []
+        for i in checkpoints:
+            r = cell.get((name, i))
+            cells.append(f"{float(r['psnr']):.2f} @ {float(r['seconds']):.2f}" if r else "-")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    means = []
+    for i in checkpoints:
+        rs = [cell[(n, i)] for n in images if (n, i) in cell]
+        p = np.mean([float(r["psnr"]) for r in rs])
+        s = np.mean([float(r["seconds"]) for r in rs])
+        means.append(f"**{p:.2f} @ {s:.2f}**")
+    lines.append("| **mean** | " + " | ".join(means) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", type=Path, default=Path("../shared/data/kodak"))
+    ap.add_argument("--images", type=Path, default=None, help="image folder (default: Kodak)")
     ap.add_argument("--names", default=None, help="comma list of image stems (else --limit)")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--sites", type=int, default=50000)
@@ -78,59 +122,43 @@ def main() -> None:
     ap.add_argument("--set", default="", help="FitConfig/lr overrides, e.g. pos=0.1,t=0.01")
     ap.add_argument("--arch", default="cpu", help="cpu, cuda or auto")
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--out", type=Path, default=None)
-    args = ap.parse_args()
+    output_args(ap, "fit-sites")
+    args = ap.parse_args(argv)
+    if args.report_only:
+        return write_report(args, lambda rows: markdown(rows, args.out_csv))
     overrides = parse_overrides(args.set)
+    files = image_paths(args.images, args.limit, args.names)
 
     t0 = time.perf_counter()
     from sadcodec.backend import init_backend
 
     arch = init_backend(args.arch, args.threads)
     startup = time.perf_counter() - t0
-    files = sorted(args.images.glob("*.png"))
-    if args.names:
-        files = [f for f in files if f.stem in args.names.split(",")]
-    files = files[: args.limit]
     t0 = time.perf_counter()
     warm_img = iio.imread(files[0])[..., :3].astype(np.float32) / 255.0
     run_fit(warm_img, min(args.sites, 2000), 12, 12, args.seed, overrides)
     warm = time.perf_counter() - t0
 
-    results = {}
+    rec = Recorder(args.out_csv, FIELDS, settings_of(args))
     for f in files:
         img = iio.imread(f)[..., :3].astype(np.float32) / 255.0
-        results[f.stem] = run_fit(
-            img, args.sites, args.iterations, args.every, args.seed, overrides
-        )
-        _, sec, p = results[f.stem][-1]
-        print(f"{f.stem}: {p:.2f} dB in {sec:.2f} s", flush=True)
-    checkpoints = [r[0] for r in next(iter(results.values()))[1:]]
-    head = " | ".join(f"{i} its" for i in checkpoints)
-    lines = [
-        f"{args.sites} sites, {args.iterations} iterations, backend {arch}, overrides "
-        f"{overrides or 'none'}; start-up {startup:.2f} s, kernel warm-up {warm:.2f} s (not "
-        "counted). Each cell: PSNR dB @ seconds since the fit began (init included).",
-        "",
-        f"| image | {head} |",
-        "|---|" + "---|" * len(checkpoints),
-    ]
-    for name, rows in results.items():
-        lines.append(
-            f"| {name} | " + " | ".join(f"{p:.2f} @ {s:.2f}" for _, s, p in rows[1:]) + " |"
-        )
-    mean_p = [np.mean([r[j][2] for r in results.values()]) for j in range(1, len(checkpoints) + 1)]
-    mean_s = [np.mean([r[j][1] for r in results.values()]) for j in range(1, len(checkpoints) + 1)]
-    lines.append(
-        "| **mean** | "
-        + " | ".join(f"**{p:.2f} @ {s:.2f}**" for p, s in zip(mean_p, mean_s, strict=True))
-        + " |"
-    )
-    text = "\n".join(lines)
-    print(text, flush=True)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+        rows = run_fit(img, args.sites, args.iterations, args.every, args.seed, overrides)
+        for it, sec, p in rows[1:]:
+            rec.add(
+                {
+                    "image": f.stem,
+                    "iteration": it,
+                    "seconds": f"{sec:.3f}",
+                    "psnr": f"{p:.3f}",
+                    "backend": arch,
+                    "startup_s": f"{startup:.2f}",
+                    "warmup_s": f"{warm:.2f}",
+                }
+            )
+        _, sec, p = rows[-1]
+        print(f"{f.stem}: {p:.2f} dB in {sec:.2f} s", file=sys.stderr, flush=True)
+    return write_report(args, lambda rows: markdown(rows, args.out_csv))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,7 +1,7 @@
 """Fuzz the .sad reader: mutate, truncate and splice valid files and decode each result.
 
-    nice -n 10 python bench/fuzz.py --seconds 900 --seed 1     # writes docs/robustness.md
-    python bench/fuzz.py --count 2000 --no-report               # a quick look
+    nice -n 10 python -m bench.fuzz --seconds 900 --seed 1     # writes docs/robustness.md
+    python -m bench.fuzz --count 2000 --no-report               # a quick look
 
 Every input must end in a decoded uint8 image of the declared shape or in a SadError (the
 one-line message users see). Anything else is a failure: another exception, a wrong
@@ -15,7 +15,8 @@ payload parser behind it. Rendering costs time proportional to the output pixels
 valid file whose mutated header declares more than --max-work pixels x K is rendered at a
 reduced size (the same code at a smaller output) and counted as "rendered reduced".
 
-tests/test_fuzz.py runs the same mutations and oracle under hypothesis, briefly, in CI.
+bench/tests/test_fuzz.py runs the same mutations and oracle under hypothesis, briefly, in
+the test suite. The report section records the code version (commit, uncommitted changes).
 """
 
 from __future__ import annotations
@@ -39,11 +40,10 @@ import zlib
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-import sadcodec  # noqa: E402
-from sadcodec.errors import SadError  # noqa: E402
+import sadcodec
+from bench.benchlib import ROOT, code_label, provenance
+from bench.mdsection import replace_section
+from sadcodec.errors import SadError
 
 GOLDEN = os.path.join(ROOT, "tests", "golden")
 HEAD = 47  # bytes covered by the header CRC, which follows them
@@ -232,15 +232,15 @@ def run(args: argparse.Namespace) -> dict:
     }
 
 
-def report(args: argparse.Namespace, res: dict, command: str) -> str:
-    """The markdown summary for docs/robustness.md."""
+def report(args: argparse.Namespace, res: dict, command: str, code: str = "") -> str:
+    """The markdown summary for docs/robustness.md; `code` names the code version."""
     n = res["inputs"]
     failures = sum(c for o, c in res["outcomes"].items() if o.startswith("FAILURE"))
     lines = [
         "## Fuzzing the reader (`bench/fuzz.py`)",
         "",
-        f"`{command}`, {datetime.date.today()}, {platform.machine()}, "
-        f"{os.cpu_count()} cores, Python {platform.python_version()}.",
+        f"`{command}`, {datetime.date.today()}, code {code or 'not recorded'}, "
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}.",
         "",
         f"**{n} inputs in {res['seconds']:.0f} s; {failures} failures**; "
         f"{len(res['flagged'])} flagged (slower than {args.slow:g} s, peak RSS above "
@@ -265,6 +265,11 @@ def report(args: argparse.Namespace, res: dict, command: str) -> str:
     return "\n".join(lines)
 
 
+def provenance_row() -> dict:
+    """provenance() as CSV strings, the form code_label reads."""
+    return {k: str(v) for k, v in provenance().items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=60.0, help="stop after this long")
@@ -283,16 +288,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     cap = int(args.limit_as_gb * (1 << 30))  # a runaway allocation fails here, not the machine
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    code = code_label(provenance_row())  # the code this run reads with, before it starts
     sadcodec.init_backend("cpu", args.threads)
     sadcodec.decode(golden_files()[0])  # compile the kernels before timing anything
     res = run(args)
-    command = "python bench/fuzz.py " + shlex.join(sys.argv[1:] if argv is None else argv)
-    text = report(args, res, command)
+    command = "python -m bench.fuzz " + shlex.join(sys.argv[1:] if argv is None else argv)
+    text = report(args, res, command, code)
     print(text)
     if not args.no_report:
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        from mdsection import replace_section
-
         replace_section(args.report, "fuzz", text)
     return 1 if any(o.startswith("FAILURE") for o in res["outcomes"]) else 0
 

@@ -1,12 +1,15 @@
 """Per-kernel times on one Kodak-sized scene: the numbers behind the encoder's stage
 breakdown, measured in one process so they compare as ratios.
 
-    python bench/kernel_times.py --image ../shared/data/kodak/kodim01.png --threads 2
+    python -m bench.kernel_times --threads 2                # kodim01 of the Kodak folder
+    python -m bench.kernel_times --image PNG --sites-from FILE.sad
+    python -m bench.kernel_times --report-only
 
-Sites come from the encoder's own initialisation (9000 sites, about what 1 bpp holds),
-or with --sites-from from a .sad file of the same image (fitted sites: softer, more
-overlapping blends than the initial ones); each kernel runs --repeats times after a
-warm-up and the median is reported. Writes a markdown table with --out.
+--image defaults to kodim01.png of the Kodak set in ../shared/data/kodak. Sites come from
+the encoder's own initialisation (9000 sites, about what 1 bpp holds), or with --sites-from
+from a .sad file of the same image (fitted sites: softer, more overlapping blends than the
+initial ones); each kernel runs --repeats times after a warm-up and the median is
+reported. Writes bench/results/kernel-times.csv and generates bench/results/kernel-times.md.
 """
 
 from __future__ import annotations
@@ -19,9 +22,34 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.benchlib import (
+    KODAK,
+    Recorder,
+    kodak_image,
+    output_args,
+    report_head,
+    settings_of,
+    table,
+    write_report,
+)
 
-from bench.benchlib import print_and_write  # noqa: E402
+FIELDS = ["kernel", "ms", "image", "size", "sites", "origin", "k", "backend", "threads"]
+
+
+def markdown(rows: list[dict], csv_path: Path) -> str:
+    runs = sorted(
+        {
+            (r["image"], r["size"], r["sites"], r["origin"], r["k"], r["backend"], r["threads"])
+            for r in rows
+        }
+    )
+    about = " ".join(
+        f"{im} ({size}), {n} {origin}, K = {k}, backend {arch}, threads: {threads}."
+        for im, size, n, origin, k, arch, threads in runs
+    )
+    about += " Median of `repeats` runs after a warm-up (settings)."
+    lines = report_head("Kernel times", "bench.kernel_times", csv_path, rows, about)
+    return "\n".join([*lines, "", *table(rows, [("kernel", "kernel"), ("ms", "ms")])]) + "\n"
 
 
 def median_ms(fn, repeats: int) -> float:
@@ -38,28 +66,32 @@ def median_ms(fn, repeats: int) -> float:
     return 1000 * float(np.median(times))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--image", type=Path, default=Path("../shared/data/kodak/kodim01.png"))
+    ap.add_argument("--image", type=Path, default=KODAK / "kodim01.png")
     ap.add_argument("--sites", type=int, default=9000)
     ap.add_argument("--sites-from", type=Path, default=None, help="a .sad file of --image")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--arch", default="cpu", help="cpu, cuda or auto")
-    ap.add_argument("--out", type=Path, default=None)
-    args = ap.parse_args()
+    output_args(ap, "kernel-times")
+    args = ap.parse_args(argv)
+    if args.report_only:
+        return write_report(args, lambda rows: markdown(rows, args.out_csv))
+    kodak_image(args.image)
 
     from sadcodec.backend import init_backend
 
     arch = init_backend(args.arch, args.threads)
     import taichi as ti
 
-    from kernels import fit as kfit
-    from kernels import render as krender
     from sadcodec import quantize
     from sadcodec.colour_ls import ColourNormal
     from sadcodec.fit import FitConfig, Fitter
     from sadcodec.init import init_sites
+    from sadcodec.kernels import colour as kcolour
+    from sadcodec.kernels import gradient as kgrad
+    from sadcodec.kernels import render as krender
     from sadcodec.topk import TopKMap
 
     img = iio.imread(args.image)[..., :3].astype(np.float32) / 255.0
@@ -83,12 +115,13 @@ def main() -> None:
         # The CPU fit reads the slot-stable copy of the map (Fitter.lanes); a GPU the map.
         grad = f.grad if banded else atomic_grad
         lanes = f.map.cur if sorted_map or not banded else f.lanes()
-        return lambda: kfit.forward_backward(
-            lanes, f.tab, f.params, f.target, grad, f.loss, f.s_inv, k, c, banded, stride
+        kern = kgrad.forward_backward_bands if banded else kgrad.forward_backward_atomic
+        return lambda: kern(
+            lanes, f.tab, f.params, f.target, grad, f.loss, f.s_inv, stride, 0, k, c
         )
 
     wts = np.empty((h, w, k), np.float32)
-    kfit.blend_weights(f.lanes(), f.tab, f.params, wts, f.s_inv, k, c)
+    kcolour.blend_weights(f.lanes(), f.tab, f.params, wts, f.s_inv, k, c)
     normal = ColourNormal(f.lanes(), wts, img, n)
     colours = f.params.to_numpy()[:n, 6:]
 
@@ -108,7 +141,9 @@ def main() -> None:
         ("slot-stable copy of the map (CPU, after each refresh)", stable_copy),
         (
             "colour step, per-pixel kernel, CPU bands (the CPU's before)",
-            lambda: kfit.colour_grad(f.lanes(), wts, f.params, f.target, f.grad, f.loss, k, c, 1),
+            lambda: kcolour.colour_grad_bands(
+                f.lanes(), wts, f.params, f.target, f.grad, f.loss, k, c
+            ),
         ),
         (
             "colour step, normal equations (frozen phase, CPU)",
@@ -134,20 +169,25 @@ def main() -> None:
                 lambda: TopKMap(h, w, k).build_tiled(f.tab, n, f.s_inv),
             ),
         )
-    threads = args.threads or "all"
-    lines = [
-        f"{args.image.name} ({w}x{h}), {n} {origin}, K = {k}, backend {arch}, "
-        f"threads: {threads}; "
-        f"median of {args.repeats} runs after a warm-up.",
-        "",
-        "| kernel | ms |",
-        "|---|---|",
-    ]
+    rec = Recorder(args.out_csv, FIELDS, settings_of(args))
     for name, fn in rows:
-        lines.append(f"| {name} | {median_ms(fn, args.repeats):.1f} |")
-        print(lines[-1], flush=True)
-    print_and_write(lines, args.out)
+        ms = median_ms(fn, args.repeats)
+        rec.add(
+            {
+                "kernel": name,
+                "ms": f"{ms:.1f}",
+                "image": args.image.name,
+                "size": f"{w}x{h}",
+                "sites": n,
+                "origin": origin,
+                "k": k,
+                "backend": arch,
+                "threads": args.threads or "all",
+            }
+        )
+        print(f"{name}: {ms:.1f} ms", file=sys.stderr, flush=True)
+    return write_report(args, lambda rows: markdown(rows, args.out_csv))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -6,20 +6,16 @@ between its own `<!-- NAME:begin -->` and `<!-- NAME:end -->` markers.
 
 from __future__ import annotations
 
-import os
-import sys
+from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from sadcodec.atomic import atomic_write_bytes  # noqa: E402
+from bench.benchlib import atomic_write
 
 
-def replace_section(path: str, name: str, body: str) -> None:
+def replace_section(path: str | Path, name: str, body: str) -> None:
     """Put body between the markers of section name (appended if they are missing)."""
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         text = ""
     block = f"{begin}\n{body.strip()}\n{end}"
@@ -28,4 +24,4 @@ def replace_section(path: str, name: str, body: str) -> None:
         text = head + block + rest.split(end, 1)[1]
     else:
         text = text.rstrip() + ("\n\n" if text.strip() else "") + block + "\n"
-    atomic_write_bytes(path, text.encode("utf-8"))
+    atomic_write(Path(path), text)

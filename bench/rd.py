@@ -2,29 +2,31 @@
 
 Run from the repository root (needs the bench extra: pip install -e '.[bench]'):
 
-    python bench/rd.py                                    # 24 images x 0.25,0.5,1,2 bpp, all codecs
-    python bench/rd.py --resume                           # continue an interrupted run
-    python bench/rd.py --limit 1 --bpp 0.5,1 --iterations 50 \\
-        --out-csv /tmp/rd.csv --out-md /tmp/rd.md --out-png /tmp/rd.png   # quick check
+    python -m bench.rd                                    # 24 images x 0.25,0.5,1,2 bpp, all codecs
+    python -m bench.rd --resume                           # continue an interrupted run
+    python -m bench.rd --limit 1 --bpp 0.5,1 --iterations 50 --out-csv /tmp/rd.csv  # quick check
+    python -m bench.rd --report-only                      # regenerate report and plot from the CSV
 
-Every image x rate x codec cell gets a real file within floor(bpp * W * H / 8) bytes: sad
-encodes to the rate, JPEG/WebP/AVIF use the highest quality whose whole file fits (binary
-search). Each cell records bytes, bpp, PSNR-RGB, SSIM and encode/decode seconds. The CSV is
-rewritten after every cell, so a crash loses nothing and --resume skips finished cells (only
-those encoded with the same settings; failed cells are retried). At the end it writes the
-markdown report (mean table, Bjontegaard delta rates of sad against each codec, problem cells,
-machine facts) and an RD plot of the mean curves.
+Images come from --images DIR (default: the Kodak set in ../shared/data/kodak). Every image x
+rate x codec cell gets a real file within floor(bpp * W * H / 8) bytes: sad encodes to the
+rate, JPEG/WebP/AVIF use the highest quality whose whole file fits (binary search). Each cell
+records bytes, bpp, PSNR-RGB, SSIM and encode/decode seconds, with the code version and the
+settings that produced it (benchlib.PROVENANCE_FIELDS). The CSV (bench/results/kodak-rd.csv)
+is rewritten after every cell, so a crash loses nothing; --resume reuses a finished cell only
+when its commit, uncommitted-changes hash and settings match this run (failed cells are
+retried). At the end the markdown report (mean table, Bjontegaard delta rates of sad against
+each codec, problem cells, provenance) and an RD plot of the mean curves are generated from
+the CSV alone, beside it.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
+import importlib.metadata
 import importlib.util
 import math
 import os
 import statistics
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,23 +34,27 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, features
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.benchlib import (  # noqa: E402
-    atomic_write,
+from bench.benchlib import (
+    PROVENANCE_FIELDS,
+    RESULTS,
     budget_bytes,
-    command_line,
     fmt,
+    image_paths,
     load_sadcodec,
-    machine_facts,
+    machine_line,
     pillow_codec,
+    provenance,
     psnr_rgb,
     read_csv,
+    report_head,
+    reusable,
     run_pillow,
     run_sad,
-    sad_kwargs,
+    sad_settings,
+    stamp,
     timed,
     write_csv,
+    write_report,
 )
 
 FIELDS = [
@@ -64,8 +70,9 @@ FIELDS = [
     "within_budget",
     "quality",
     "sites",
-    "settings",
     "error",
+    "startup_s",
+    *PROVENANCE_FIELDS,
 ]
 CODECS = ("sad", "jpeg", "webp", "avif")
 BD_METHOD = (
@@ -137,16 +144,17 @@ def ok(row: dict) -> bool:
 
 
 def split_resume(
-    old: list[dict], wanted: set[Key], settings: dict[str, str]
+    old: list[dict], wanted: set[Key], settings: dict[str, str], prov: dict
 ) -> tuple[dict[Key, dict], list[dict]]:
-    """Rows of an earlier CSV to reuse (wanted cells, same settings, no error) and rows to keep
-    untouched (cells outside this run). Stale or failed wanted cells are dropped: redone."""
+    """Rows of an earlier CSV to reuse (wanted cells without error, measured by the same code
+    with the same settings: benchlib.reusable) and rows to keep untouched (cells outside this
+    run). Stale or failed wanted cells are dropped: redone."""
     done, extra = {}, []
     for r in old:
         key = (r["image"], r["codec"], float(r["target_bpp"]))
         if key not in wanted:
             extra.append(r)
-        elif ok(r) and r.get("settings", "") == settings.get(r["codec"]):
+        elif ok(r) and reusable(r, prov, settings.get(r["codec"], "")):
             done[key] = r
     return done, extra
 
@@ -211,83 +219,54 @@ def plot(path: Path, rows: list[dict], codecs: list[str], bpps: list[float], tit
     os.replace(tmp, path)
 
 
-def codec_facts() -> list[str]:
-    """Versions of the codec libraries and of the metric/plot packages, for the report."""
-    import matplotlib
-    import skimage
-
-    libs = [
-        f"libjpeg-turbo {features.version('libjpeg_turbo')}",
-        f"libwebp {features.version('webp')}",
-    ]
-    if features.check("avif"):
-        from PIL import _avif
-
-        libs.append(f"libavif {features.version('avif')} ({_avif.codec_versions()})")
-    return [
-        ", ".join(libs),
-        f"scikit-image {skimage.__version__}, matplotlib {matplotlib.__version__}",
-    ]
+def codec_versions() -> list[str]:
+    """Versions of the metric and plot packages, for the machine column (the codec
+    libraries' versions are in each Pillow codec's settings)."""
+    out = []
+    for name in ("scikit-image", "matplotlib"):
+        try:
+            out.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return out
 
 
-def git_commit() -> str:
-    """HEAD of this checkout (+dirty), so a result names the code that produced it."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=root,
-            text=True,
-            capture_output=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            text=True,
-            capture_output=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + (" (uncommitted changes)" if dirty else "")
+def present(rows: list[dict]) -> tuple[list[str], list[float]]:
+    """The codecs (in CODECS order) and target rates the rows cover."""
+    codecs = [c for c in CODECS if any(r["codec"] == c for r in rows)]
+    return codecs, sorted({float(r["target_bpp"]) for r in rows})
 
 
-def markdown(
-    args,
-    rows: list[dict],
-    codecs: list[str],
-    bpps: list[float],
-    notes: list[str],
-    facts: list[str],
-    startup_s: float | None,
-) -> str:
-    """The report: how it was run, mean table, BD-rates, per-image BD-rates, problem cells."""
-    out = [
-        f"# Kodak rate-distortion: {', '.join(codecs)}",
-        "",
-        f"Command: `{command_line()}`  ",
-        f"Date: {datetime.datetime.now().isoformat(timespec='seconds')}  ",
-        f"Commit: {git_commit()}",
-        "",
-        "Machine:",
-        "",
-    ]
-    out += [f"- {f}" for f in facts]
-    if startup_s is not None:
-        out.append(f"- Taichi start-up (import + `init_backend`, once): {startup_s:.2f} s")
-    sad_opts = ", ".join(f"{k}={v}" for k, v in sad_kwargs(args).items())
-    out += [
-        "",
-        f"Budget per image and rate: floor(bpp * W * H / 8) bytes, the whole file. sad: "
-        f"`sadcodec.encode(img, bpp, {sad_opts})`, one encode, decode the median of "
-        f"{args.repeats_decode}. JPEG (Pillow, libjpeg-turbo, 4:2:0, optimize=True), WebP "
-        f"(lossy, method=6) and AVIF (4:2:0, speed={args.avif_speed}) at the highest quality "
+def markdown(rows: list[dict], csv_path: Path, png_path: Path, md_path: Path) -> str:
+    """The report, from the CSV's rows alone: provenance, mean table, BD-rates, per-image
+    BD-rates, problem cells, the plot."""
+    codecs, bpps = present(rows)
+    out = report_head(
+        f"Kodak rate-distortion: {', '.join(codecs)}",
+        "bench.rd",
+        csv_path,
+        rows,
+        "Budget per image and rate: floor(bpp * W * H / 8) bytes, the whole file. sad: "
+        "`sadcodec.encode(img, bpp, ...)` with the settings above, one encode, decode the "
+        "median of `repeats_decode`. JPEG (Pillow, libjpeg-turbo, 4:2:0, optimize=True), WebP "
+        "(lossy, method=6) and AVIF (4:2:0, speed as in its settings) at the highest quality "
         "whose file fits the budget (binary search over quality); their encode and decode times "
         "are medians of 3. PSNR-RGB: MSE over all pixels and 3 channels of the 8-bit output. "
         "SSIM: scikit-image `structural_similarity` on RGB (Gaussian window sigma 1.5, "
         "data_range 255, mean over channels). Times are wall-clock seconds on a shared machine.",
-    ]
-    out += [f"\n{n}" for n in notes]
+    )
+    startup = [float(r["startup_s"]) for r in rows if r.get("startup_s")]
+    if startup:
+        out.append(
+            f"\nTaichi start-up (import + `init_backend`, once per run): median "
+            f"{statistics.median(startup):.2f} s."
+        )
+    absent = [c for c in CODECS if c not in codecs]
+    if absent:
+        out.append(
+            f"\nNo {', '.join(absent)} cells in the CSV (not asked for with --codecs, or, for "
+            "AVIF, a Pillow without AVIF support)."
+        )
     out += [
         "",
         "## Means per codec and rate",
@@ -299,6 +278,8 @@ def markdown(
     for c in codecs:
         for b in bpps:
             cell = [r for r in rows if r["codec"] == c and float(r["target_bpp"]) == b]
+            if not cell:
+                continue
             good = [r for r in cell if ok(r)]
             over = sum(r["within_budget"] != "True" for r in good)
             failed = len(cell) - len(good)
@@ -365,7 +346,7 @@ def markdown(
             f"(quality {r['quality'] or '-'})"
         )
         out.append(f"- {r['image']} {r['codec']} at {float(r['target_bpp']):g} bpp: {what}")
-    rel = os.path.relpath(args.out_png.resolve(), args.out_md.resolve().parent)
+    rel = os.path.relpath(Path(png_path).resolve(), Path(md_path).resolve().parent)
     out += ["", "## RD curves (means over images)", "", f"![RD plot]({rel})"]
     return "\n".join(out) + "\n"
 
@@ -390,11 +371,11 @@ def ssim_rgb(a: np.ndarray, b: np.ndarray) -> float:
     )
 
 
-def measure(img: np.ndarray, name: str, codec: str, bpp: float, args, settings: str) -> dict:
+def measure(img: np.ndarray, name: str, codec: str, bpp: float, args) -> dict:
     """Encode, decode and score one cell; an exception becomes a failed row, not a crash."""
     h, w = img.shape[:2]
     budget = budget_bytes(bpp, w, h)
-    row = {"image": name, "codec": codec, "target_bpp": f"{bpp:g}", "settings": settings}
+    row = {"image": name, "codec": codec, "target_bpp": f"{bpp:g}"}
     try:
         if codec == "sad":
             res = run_sad(img, bpp, args)
@@ -430,9 +411,24 @@ def parse_bpps(text: str) -> list[float]:
     return bpps
 
 
+def report(args: argparse.Namespace) -> int:
+    """Generate the plot and the markdown report from the CSV alone."""
+    md = args.out_md if args.out_md is not None else args.out_csv.with_suffix(".md")
+    png = args.out_png if args.out_png is not None else md.with_suffix(".png")
+
+    def render(rows: list[dict]) -> str:
+        codecs, bpps = present(rows)
+        n = len({r["image"] for r in rows})
+        plot(png, rows, codecs, bpps, f"mean of {n} image(s)")
+        return markdown(rows, args.out_csv, png, md)
+
+    args.out_md = md
+    return write_report(args, render)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--images", type=Path, default=Path("../shared/data/kodak"))
+    p.add_argument("--images", type=Path, default=None, help="image folder (default: Kodak)")
     p.add_argument(
         "--bpp",
         type=parse_bpps,
@@ -448,41 +444,39 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="sadcodec CPU threads")
     p.add_argument("--avif-speed", type=int, default=6, help="libavif speed 0..10 (Pillow's 6)")
     p.add_argument("--repeats-decode", type=int, default=3, help="sad decodes timed (median)")
-    p.add_argument("--resume", action="store_true", help="reuse finished cells of the CSV")
-    p.add_argument("--out-csv", type=Path, default=Path("bench/results/kodak-rd.csv"))
-    p.add_argument("--out-md", type=Path, default=Path("docs/kodak-rd.md"))
-    p.add_argument("--out-png", type=Path, default=Path("docs/kodak-rd.png"))
+    p.add_argument("--resume", action="store_true", help="reuse matching finished cells")
+    p.add_argument("--report-only", action="store_true", help="regenerate report and plot only")
+    p.add_argument("--out-csv", type=Path, default=RESULTS / "kodak-rd.csv")
+    p.add_argument("--out-md", type=Path, default=None, help="default: the CSV's path, .md")
+    p.add_argument("--out-png", type=Path, default=None, help="default: the report's path, .png")
     args = p.parse_args(argv)
 
+    missing = [m for m in ("skimage", "matplotlib") if importlib.util.find_spec(m) is None]
+    if missing:  # checked first: a long run must not die at the end for want of a plot
+        p.error(f"missing {', '.join(missing)}: pip install -e '.[bench]' (or make bench-rd)")
+    if args.report_only:
+        return report(args)
     codecs = [c.strip() for c in args.codecs.split(",") if c.strip()]
     bad = [c for c in codecs if c not in CODECS]
     if bad or not codecs:
         p.error(f"unknown codec(s) {bad}; choose from {', '.join(CODECS)}")
-    missing = [m for m in ("skimage", "matplotlib") if importlib.util.find_spec(m) is None]
-    if missing:  # checked first: a long run must not die at the end for want of a plot
-        p.error(f"missing {', '.join(missing)}: pip install -e '.[bench]' (or make bench-rd)")
-    notes = []
     if "avif" in codecs and not features.check("avif"):
         codecs.remove("avif")
-        notes.append(
-            "**AVIF skipped**: this Pillow has no AVIF support "
-            "(`PIL.features.check('avif')` is False)."
-        )
         print("AVIF skipped: Pillow was built without AVIF support", file=sys.stderr)
     if not codecs:
         p.error("no codec left to run")
-    paths = sorted(args.images.glob("*.png"))[: args.limit]
-    if not paths:
-        p.error(f"no .png images in {args.images}")
+    paths = image_paths(args.images, args.limit)
     bpps = args.bpp
 
+    prov, machine = provenance(), machine_line(codec_versions())
     settings = {c: pillow_codec(c, args.avif_speed).settings() for c in codecs if c != "sad"}
-    settings["sad"] = " ".join(
-        f"{k}={v}" for k, v in sad_kwargs(args).items() if k in ("seed", "effort", "iterations")
-    )
+    settings["sad"] = sad_settings(args)
     wanted = {(pth.stem, c, b) for pth in paths for c in codecs for b in bpps}
-    done, extra = split_resume(read_csv(args.out_csv) if args.resume else [], wanted, settings)
+    old = read_csv(args.out_csv) if args.resume else []
+    done, extra = split_resume(old, wanted, settings, prov)
     rows = list(done.values())
+    if old:
+        print(f"{len(done)} cell(s) reused from {args.out_csv}", file=sys.stderr)
 
     startup_s = None
     if any(c == "sad" for _, c, _ in wanted - done.keys()):
@@ -499,8 +493,9 @@ def main(argv: list[str] | None = None) -> int:
                 if img is None:
                     with Image.open(pth) as im:
                         img = np.asarray(im.convert("RGB"))
-                row = measure(img, pth.stem, c, b, args, settings[c])
-                rows.append(row)
+                row = measure(img, pth.stem, c, b, args)
+                row["startup_s"] = f"{startup_s:.3f}" if c == "sad" else ""
+                rows.append(stamp(row, prov, settings[c], machine))
                 write_csv(args.out_csv, rows + extra, FIELDS)
                 if row["error"]:
                     msg = f"FAILED {row['error']}"
@@ -513,23 +508,15 @@ def main(argv: list[str] | None = None) -> int:
                         + ("" if row["within_budget"] == "True" else "  OVER BUDGET")
                     )
                 print(f"{pth.stem} {b:g} {c}: {msg}", file=sys.stderr, flush=True)
-    reused = len(done)
-    if reused:
-        print(f"{reused} cell(s) reused from {args.out_csv}", file=sys.stderr)
 
-    order = {c: i for i, c in enumerate(codecs)}
-    rows.sort(key=lambda r: (r["image"], float(r["target_bpp"]), order[r["codec"]]))
-    write_csv(args.out_csv, rows + extra, FIELDS)
-    facts = machine_facts("sad" in codecs, codec_facts())
-    plot(args.out_png, rows, codecs, bpps, f"mean of {len(paths)} image(s) from {args.images.name}")
-    atomic_write(args.out_md, markdown(args, rows, codecs, bpps, notes, facts, startup_s))
+    order = {c: i for i, c in enumerate(CODECS)}
+    everything = rows + extra
+    everything.sort(key=lambda r: (r["image"], float(r["target_bpp"]), order.get(r["codec"], 9)))
+    write_csv(args.out_csv, everything, FIELDS)
+    report(args)
     over = sum(ok(r) and r["within_budget"] != "True" for r in rows)
     failed = sum(not ok(r) for r in rows)
-    print(
-        f"wrote {args.out_csv}, {args.out_md}, {args.out_png}; "
-        f"{over} file(s) over budget, {failed} cell(s) failed",
-        file=sys.stderr,
-    )
+    print(f"this run: {over} file(s) over budget, {failed} cell(s) failed", file=sys.stderr)
     return 1 if over or failed else 0
 
 

@@ -1,7 +1,8 @@
 """Large photos: encode and decode time and peak memory (RSS) at 2, 8 and 24 megapixels.
 
-    python bench/scale.py --image samples/kodim23.png --mp 2,8,24 --bpp 1.0 --arch cpu \
-        --out bench/results/scale-cpu.md
+    python -m bench.scale --image samples/kodim23.png --mp 2,8,24 --bpp 1.0 --arch cpu
+    python -m bench.scale --mp 24 --iterations 100 --out-csv bench/results/scale-24mp.csv
+    python -m bench.scale --report-only
 
 A bundled photo is upscaled (Pillow, Lanczos) to each size, so the timing is real though
 the content is not native detail. Each encode and decode runs as its own `sad` process
@@ -12,7 +13,8 @@ ti.init()` process is timed in the same run, for the start-up ratio.
 
 At 24 MP a full CPU encode takes hours on 2 cores; `--mp 24 --iterations 100` still goes
 through every phase that allocates (initial build, densify/prune, the frozen phase's
-weights, rate fit), so its peak RSS is the encoder's, at a lower quality.
+weights, rate fit), so its peak RSS is the encoder's, at a lower quality. Writes
+bench/results/scale.csv and generates bench/results/scale.md from it.
 """
 
 from __future__ import annotations
@@ -26,14 +28,47 @@ from pathlib import Path
 
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.benchlib import (
+    ROOT,
+    Recorder,
+    output_args,
+    report_head,
+    run_process,
+    settings_of,
+    table,
+    write_report,
+)
 
-from bench.benchlib import print_and_write, run_process  # noqa: E402
+COLUMNS = [
+    ("size", "size"),
+    ("pixels", "pixels"),
+    ("sites", "sites"),
+    ("bpp", "bpp"),
+    ("psnr", "PSNR"),
+    ("encode_s", "encode s (sad timer)"),
+    ("encode_process_s", "encode process s"),
+    ("encode_rss_mib", "encode peak RSS MiB"),
+    ("decode_s", "decode s (sad timer)"),
+    ("decode_process_s", "decode process s"),
+    ("decode_rss_mib", "decode peak RSS MiB"),
+]
+FIELDS = [k for k, _ in COLUMNS] + ["bare_ti_init_s"]
 
 
-def main() -> None:
+def markdown(rows: list[dict], csv_path: Path) -> str:
+    bare = ", ".join(sorted({r["bare_ti_init_s"] for r in rows}))
+    about = (
+        "The image (settings) upscaled with Lanczos; each encode and decode is its own `sad` "
+        "process. Bare `ti.init` process: "
+        f"{bare} s (median of 3)."
+    )
+    lines = report_head("Large photos: time and peak memory", "bench.scale", csv_path, rows, about)
+    return "\n".join([*lines, "", *table(rows, COLUMNS)]) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--image", type=Path, default=Path("samples/kodim23.png"))
+    ap.add_argument("--image", type=Path, default=ROOT / "samples" / "kodim23.png")
     ap.add_argument("--mp", default="2,8,24", help="comma list of megapixel sizes")
     ap.add_argument("--bpp", type=float, default=1.0)
     ap.add_argument("--arch", default="cpu")
@@ -42,8 +77,10 @@ def main() -> None:
     ap.add_argument(
         "--iterations", type=int, default=None, help="fit iterations (a memory check at 24 MP)"
     )
-    ap.add_argument("--out", type=Path, default=None)
-    args = ap.parse_args()
+    output_args(ap, "scale")
+    args = ap.parse_args(argv)
+    if args.report_only:
+        return write_report(args, lambda rows: markdown(rows, args.out_csv))
 
     py = sys.executable
     taichi_arch = "cuda" if args.arch == "cuda" else "cpu"
@@ -55,18 +92,7 @@ def main() -> None:
         extra += ["--threads", str(args.threads)]
     enc_extra = extra + (["--effort", str(args.effort)] if args.effort else [])
     enc_extra += ["--iterations", str(args.iterations)] if args.iterations else []
-    cols = "| size | pixels | sites | bpp | PSNR | encode s (sad timer) | encode process s | "
-    cols += "encode peak RSS MiB | decode s (sad timer) | decode process s | "
-    cols += "decode peak RSS MiB |"
-    lines = [
-        f"{args.image.name} upscaled; --bpp {args.bpp}, --arch {args.arch}, threads "
-        f"{args.threads or 'all'}"
-        + (f", --iterations {args.iterations}" if args.iterations else "")
-        + f". Bare `ti.init` process: {bare_s:.2f} s (median of 3).",
-        "",
-        cols,
-        "|" + "---|" * (cols.count("|") - 1),
-    ]
+    rec = Recorder(args.out_csv, FIELDS, settings_of(args))
     with tempfile.TemporaryDirectory() as tmp:
         for mp in [float(v) for v in args.mp.split(",")]:
             aspect = src.width / src.height
@@ -85,14 +111,24 @@ def main() -> None:
             cmd = [py, "-m", "sadcodec", "decode", sad, "-o", png[:-4] + "-out.png"]
             d_wall, d_rss, d_txt = run_process(cmd + extra)
             d = re.search(r"decode ([\d.]+) s", d_txt)
-            lines.append(
-                f"| {mp:g} MP | {w}x{h} | {m.group(1)} | {m.group(3)} | {m.group(4)} | "
-                f"{m.group(5)} | {e_wall:.1f} | {e_rss:.0f} | {d.group(1)} | {d_wall:.2f} | "
-                f"{d_rss:.0f} |"
-            )
-            print(lines[-1], flush=True)
-    print_and_write(lines, args.out)
+            values = [
+                f"{mp:g} MP",
+                f"{w}x{h}",
+                m.group(1),
+                m.group(3),
+                m.group(4),
+                m.group(5),
+                f"{e_wall:.1f}",
+                f"{e_rss:.0f}",
+                d.group(1),
+                f"{d_wall:.2f}",
+                f"{d_rss:.0f}",
+                f"{bare_s:.2f}",
+            ]
+            rec.add(dict(zip(FIELDS, values, strict=True)))
+            print(" | ".join(values), file=sys.stderr, flush=True)
+    return write_report(args, lambda rows: markdown(rows, args.out_csv))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -2,7 +2,10 @@
 (decode and info of one file), medians of --repeats runs in the same run (issue 4 asks
 that `sad decode` stay within 2x the bare process).
 
-    python bench/startup.py FILE.sad [--arch cpu] [--repeats 5] [--out bench/results/startup.md]
+    python -m bench.startup FILE.sad [--arch cpu] [--repeats 5]
+    python -m bench.startup --report-only
+
+Writes bench/results/startup.csv and generates bench/results/startup.md from it.
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.benchlib import Recorder, output_args, settings_of, simple_report, write_report
 
-from bench.benchlib import print_and_write  # noqa: E402
+FIELDS = ["process", "seconds", "x_bare"]
+COLUMNS = [("process", "process"), ("seconds", "seconds"), ("x_bare", "x bare")]
 
 
 def wall(cmd: list[str]) -> float:
@@ -26,13 +30,25 @@ def wall(cmd: list[str]) -> float:
     return time.perf_counter() - t0
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("file", type=Path)
+    ap.add_argument("file", type=Path, nargs="?", help="a .sad file (a Kodak image, say)")
     ap.add_argument("--arch", default="cpu")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--out", type=Path, default=None)
-    args = ap.parse_args()
+    output_args(ap, "startup")
+    args = ap.parse_args(argv)
+    render = simple_report(
+        "Start-up cost",
+        "bench.startup",
+        args.out_csv,
+        COLUMNS,
+        "Wall seconds, median of `repeats` processes each (interleaved rounds), after one "
+        "warm-up decode (offline cache filled); the file and arch are in the settings.",
+    )
+    if args.report_only:
+        return write_report(args, render)
+    if args.file is None:
+        ap.error("give a .sad file (or --report-only)")
 
     py = sys.executable
     ti_arch = "cuda" if args.arch == "cuda" else "cpu"
@@ -67,16 +83,11 @@ def main() -> None:
                 runs[k].append(wall(c))
         times = {k: statistics.median(v) for k, v in runs.items()}
     bare = next(iter(times.values()))
-    lines = [
-        f"{args.file.name}, --arch {args.arch}; wall seconds, median of {args.repeats} "
-        "processes each (interleaved rounds), after one warm-up decode (offline cache filled).",
-        "",
-        "| process | seconds | x bare |",
-        "|---|---|---|",
-    ]
-    lines += [f"| {k} | {v:.2f} | {v / bare:.2f} |" for k, v in times.items()]
-    print_and_write(lines, args.out)
+    rec = Recorder(args.out_csv, FIELDS, settings_of(args))
+    for k, v in times.items():
+        rec.add({"process": k, "seconds": f"{v:.2f}", "x_bare": f"{v / bare:.2f}"})
+    return write_report(args, render)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,6 +1,7 @@
 """The top-K approximation inside the encoder: K, injection and the refresh stencil.
 
-    python bench/topk_fit.py [--bpp 1.0] [--images kodim01,kodim05] [--out FILE.md]
+    python -m bench.topk_fit [--bpp 1.0] [--names kodim01,kodim05] [--images DIR]
+    python -m bench.topk_fit --report-only
 
 Each variant changes one setting of the fit from the step-1 refresh (K = 8, 4 random
 sites injected per refresh pass, 4-neighbour stencil, a refresh every 6 iterations: the
@@ -11,7 +12,9 @@ and how exact the map the fit kept was after its last refresh before the geometr
 (70% of the run; the map was last rebuilt exactly after the last densify/prune round at
 60%, then kept by step-1 refresh passes while the sites moved): recall@K and top-1
 agreement against the brute-force top-K of the sites it was refreshed for. One seed;
-timings are single runs on a shared machine.
+timings are single runs on a shared machine. Images come from --images DIR (default: the
+Kodak set in ../shared/data/kodak). Writes bench/results/topk-fit.csv and generates
+bench/results/topk-fit.md from it.
 """
 
 from __future__ import annotations
@@ -24,15 +27,32 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.benchlib import (
+    Recorder,
+    image_paths,
+    output_args,
+    psnr_rgb,
+    settings_of,
+    simple_report,
+    write_report,
+)
+from bench.topk_recall import recall
 
-from bench.benchlib import budget_bytes, command_line, print_and_write, psnr_rgb  # noqa: E402
-from bench.topk_recall import recall  # noqa: E402
-
-KODAK = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "kodak"
+FIELDS = ["image", "variant", "sites", "bpp", "psnr", "encode_s", "recall", "top1"]
+COLUMNS = [
+    ("image", "image"),
+    ("variant", "variant"),
+    ("sites", "sites"),
+    ("bpp", "bpp"),
+    ("psnr", "PSNR dB"),
+    ("encode_s", "encode s"),
+    ("recall", "map recall@K"),
+    ("top1", "map top-1"),
+]
 
 # (label, FitConfig overrides)
-STEP1 = {"refresh_exact": False}
+# The GPU path (run here on the CPU): the map kept by step-1 jump-flooding passes.
+STEP1 = {"kernels": "gpu"}
 VARIANTS = [
     ("step-1 refresh: K = 8, inject 4, 4-stencil", STEP1),
     ("K = 4", {**STEP1, "k": 4}),
@@ -47,8 +67,8 @@ def map_recall(ids: np.ndarray, params: np.ndarray, k: int) -> tuple[float, floa
     """recall@K and top-1 of a map against the brute-force top-K of these sites."""
     import taichi as ti
 
-    from kernels import table as ktable
-    from kernels.common import TABLE_COLS
+    from sadcodec.kernels import table as ktable
+    from sadcodec.kernels.common import TABLE_COLS
     from sadcodec.topk import TopKMap
 
     h, w = ids.shape[:2]
@@ -62,57 +82,69 @@ def map_recall(ids: np.ndarray, params: np.ndarray, k: int) -> tuple[float, floa
     return recall(ids, ref.to_numpy())
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bpp", type=float, default=1.0)
-    ap.add_argument("--images", default="kodim01,kodim05")
+    ap.add_argument("--images", type=Path, default=None, help="image folder (default: Kodak)")
+    ap.add_argument("--names", default="kodim01,kodim05", help="comma list of image stems")
     ap.add_argument("--variants", default=None, help="comma list of variant numbers (0-based)")
-    ap.add_argument("--out", type=Path, default=None)
-    args = ap.parse_args()
+    output_args(ap, "topk-fit")
+    args = ap.parse_args(argv)
+    render = simple_report(
+        "The top-K approximation inside the encoder",
+        "bench.topk_fit",
+        args.out_csv,
+        COLUMNS,
+        "Each variant changes one setting of the fit's top-K map (see bench/topk_fit.py); "
+        "PSNR and size of the decoded file, encode time (one run), and recall@K / top-1 of "
+        "the map the fit kept at the freeze against the brute-force top-K.",
+    )
+    if args.report_only:
+        return write_report(args, render)
+    paths = image_paths(args.images, names=args.names)
 
     import sadcodec
-    from sadcodec import encoder
-    from sadcodec.fit import FitConfig, fit_to_budget
+    from sadcodec.fit import MapSnapshot, fit_to_budget
+    from sadcodec.settings import encode_settings
 
     sadcodec.init_backend("cpu")
     chosen = VARIANTS
     if args.variants:
         chosen = [VARIANTS[int(i)] for i in args.variants.split(",")]
-    lines = [
-        f"`{command_line()}`",
-        "",
-        "| image | variant | sites | bpp | PSNR dB | encode s | map recall@K | map top-1 |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for name in args.images.split(","):
-        img = np.asarray(Image.open(KODAK / f"{name}.png").convert("RGB"))
+    rec = Recorder(args.out_csv, FIELDS, settings_of(args))
+    for path in paths:
+        name = path.stem
+        img = np.asarray(Image.open(path).convert("RGB"))
         h, w, c = img.shape
-        spec = encoder.choose_spec(w, h, args.bpp)
         for label, over in chosen:
-            cfg = FitConfig(iterations=encoder.effort_iterations(encoder.DEFAULT_EFFORT, args.bpp))
+            s = encode_settings(w, h, c, args.bpp)
+            cfg = s.fit
             for key, value in over.items():
                 setattr(cfg, key, value)
-            cfg.snapshot_map = True
+            snap = MapSnapshot()
             t0 = time.perf_counter()
             res = fit_to_budget(
-                img.astype(np.float32) / 255,
-                budget_bytes(args.bpp, w, h),
-                encoder.make_writer(w, h, c, cfg.k, spec),
-                spec,
-                cfg,
-                estimate=encoder.make_estimator(w, h, spec),
+                img.astype(np.float32) / 255, s.rate_target(), s.spec, cfg, hooks=snap
             )
             secs = time.perf_counter() - t0
             psnr = psnr_rgb(sadcodec.decode(res.data), img)
-            ids, params = res.map_at_freeze
-            rec, top1 = map_recall(ids, params, cfg.k)
-            lines.append(
-                f"| {name} | {label} | {len(res.params)} | {8 * len(res.data) / (w * h):.4f} | "
-                f"{psnr:.2f} | {secs:.1f} | {rec:.5f} | {top1:.5f} |"
+            ids, params = snap.ids, snap.sites
+            rec_k, top1 = map_recall(ids, params, cfg.k)
+            row = rec.add(
+                {
+                    "image": name,
+                    "variant": label,
+                    "sites": len(res.params),
+                    "bpp": f"{8 * len(res.data) / (w * h):.4f}",
+                    "psnr": f"{psnr:.2f}",
+                    "encode_s": f"{secs:.1f}",
+                    "recall": f"{rec_k:.5f}",
+                    "top1": f"{top1:.5f}",
+                }
             )
-            print(lines[-1], flush=True)
-    print_and_write(lines, args.out)
+            print(" | ".join(str(row[k]) for k in FIELDS), file=sys.stderr, flush=True)
+    return write_report(args, render)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

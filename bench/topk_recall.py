@@ -1,7 +1,8 @@
 """How exact and how fast are the decoder's top-K map builds on real files? (SAD.md
 section 2; the SAD paper never measured it.)
 
-    python bench/topk_recall.py FILE.sad [FILE.sad ...] --out bench/results/topk-recall.md
+    python -m bench.topk_recall FILE.sad [FILE.sad ...]
+    python -m bench.topk_recall --report-only
 
 For each file, the exact top-K (every site scored at every pixel) is the reference. Each
 build variant is timed (median of --repeats) and measured against it: recall@K (share of
@@ -9,6 +10,7 @@ the exact K best the map holds), top-1 agreement, and the PSNR of the 8-bit rend
 the map against the 8-bit render from the exact top-K (inf = identical pixels), plus the
 share of pixels that differ at all. The tiled builds are exact by construction (tile
 culling with conservative bounds), so for them the table checks that claim and times them.
+Writes bench/results/topk-recall.csv and generates bench/results/topk-recall.md from it.
 """
 
 from __future__ import annotations
@@ -20,9 +22,19 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.benchlib import Recorder, output_args, settings_of, simple_report, write_report
 
-from bench.benchlib import print_and_write  # noqa: E402
+FIELDS = ["file", "sites", "map", "build_ms", "recall", "top1", "psnr_vs_exact", "px_differing"]
+COLUMNS = [
+    ("file", "file"),
+    ("sites", "sites"),
+    ("map", "map"),
+    ("build_ms", "build ms"),
+    ("recall", "recall@K"),
+    ("top1", "top-1"),
+    ("psnr_vs_exact", "PSNR vs exact"),
+    ("px_differing", "px differing"),
+]
 
 # (label, method, keyword arguments): the decoder's builds and variants of them.
 VARIANTS = [
@@ -64,29 +76,45 @@ def against(img: np.ndarray, ref: np.ndarray) -> tuple[str, float]:
     return psnr, float((np.abs(img - ref).max(axis=2) > 0).mean())
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("files", nargs="+", type=Path)
+    ap.add_argument("files", nargs="*", type=Path, help=".sad files (Kodak images, say)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--out", type=Path, default=None)
-    args = ap.parse_args()
+    output_args(ap, "topk-recall")
+    args = ap.parse_args(argv)
+    render_report = simple_report(
+        "Top-K map builds against the exact top-K",
+        "bench.topk_recall",
+        args.out_csv,
+        COLUMNS,
+        "Build times are medians of `repeats` (settings) after one warm-up; recall@K and "
+        "top-1 against the brute-force map; PSNR of the 8-bit render from the map against the "
+        "render from the exact map (inf: identical). The CPU decoder row has no map: its time "
+        "includes the blend.",
+    )
+    if args.report_only:
+        return write_report(args, render_report)
+    if not args.files:
+        ap.error("give one or more .sad files (or --report-only)")
 
     from sadcodec.backend import init_backend
 
     init_backend("cpu", args.threads)
     import taichi as ti
 
-    from kernels import render as krender
-    from kernels import table as ktable
-    from kernels.common import TABLE_COLS
     from sadcodec import decoder
+    from sadcodec.kernels import render as krender
+    from sadcodec.kernels import table as ktable
+    from sadcodec.kernels.common import TABLE_COLS
     from sadcodec.topk import TopKMap, cull_tiles
 
-    lines = [
-        "| file | sites | map | build ms | recall@K | top-1 | PSNR vs exact | px differing |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    rec = Recorder(args.out_csv, FIELDS, settings_of(args))
+
+    def add(*values) -> None:
+        row = rec.add(dict(zip(FIELDS, values, strict=True)))
+        print(" | ".join(str(row[k]) for k in FIELDS), file=sys.stderr, flush=True)
+
     for path in args.files:
         hdr, params = decoder.parse(path.read_bytes())
         n, cols = params.shape
@@ -110,10 +138,7 @@ def main() -> None:
         t_exact = time.perf_counter() - t0
         ref_ids = ref_map.to_numpy()
         ref_img = render(ref_map).astype(np.float64)
-        lines.append(
-            f"| {path.name} | {n} | exact (brute force) | {1000 * t_exact:.0f} | 1 | 1 | inf | 0 |"
-        )
-        print(lines[-1], flush=True)
+        add(path.name, n, "exact (brute force)", f"{1000 * t_exact:.0f}", 1, 1, "inf", 0)
         for label, method, kw in VARIANTS:
             times = []
             for _ in range(args.repeats + 1):
@@ -123,14 +148,19 @@ def main() -> None:
                 assert ok is not False, f"{label} declined to build"
                 ti.sync()
                 times.append(time.perf_counter() - t0)
-            rec, top1 = recall(m.to_numpy(), ref_ids)
+            rec_k, top1 = recall(m.to_numpy(), ref_ids)
             psnr, differ = against(render(m), ref_img)
             ms = 1000 * float(np.median(times[1:]))
-            lines.append(
-                f"| {path.name} | {n} | {label} | {ms:.0f} | {rec:.5f} | {top1:.5f} | "
-                f"{psnr} | {100 * differ:.3f}% |"
+            add(
+                path.name,
+                n,
+                label,
+                f"{ms:.0f}",
+                f"{rec_k:.5f}",
+                f"{top1:.5f}",
+                psnr,
+                f"{100 * differ:.3f}%",
             )
-            print(lines[-1], flush=True)
         # The CPU decoder: culled lists, then each pixel's top-K found and blended in one
         # kernel (no map): its time includes the blend, which the map rows above exclude.
         times = []
@@ -143,13 +173,13 @@ def main() -> None:
             times.append(time.perf_counter() - t0)
         psnr, differ = against(out.to_numpy(), ref_img)
         ms = 1000 * float(np.median(times[1:]))
-        lines.append(
-            f"| {path.name} | {n} | CPU decoder: cull, then top-K and blend in one kernel "
-            f"(no map; time includes the blend) | {ms:.0f} | - | - | {psnr} | {100 * differ:.3f}% |"
+        label = (
+            "CPU decoder: cull, then top-K and blend in one kernel "
+            "(no map; time includes the blend)"
         )
-        print(lines[-1], flush=True)
-    print_and_write(lines, args.out)
+        add(path.name, n, label, f"{ms:.0f}", "-", "-", psnr, f"{100 * differ:.3f}%")
+    return write_report(args, render_report)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -6,19 +6,17 @@ checked in milliseconds; the plot test is skipped where matplotlib is not instal
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench import rd
+from bench.benchlib import best_quality, budget_bytes
 
-from bench import rd  # noqa: E402
-from bench.benchlib import best_quality, budget_bytes  # noqa: E402
+PROV = {"commit": "abc1234", "dirty": False, "diff": ""}
 
 RATES = [0.25, 0.5, 1.0, 2.0]
 PSNRS = [26.7, 29.8, 33.0, 36.9]
@@ -95,24 +93,49 @@ def _row(image: str, codec: str, target: float, **kw) -> dict:
         "within_budget": "True",
         "quality": "",
         "sites": "",
-        "settings": "s",
         "error": "",
+        "startup_s": "",
+        "commit": "abc1234",
+        "dirty": "False",
+        "diff": "",
+        "settings": "s",
+        "measured": "2026-12-04T10:00:00",
+        "machine": "m",
     }
     row.update(kw)
     return row
 
 
-def test_resume_reuses_only_finished_cells_with_the_same_settings() -> None:
+def test_resume_reuses_only_finished_cells_of_the_same_code_and_settings() -> None:
     old = [
         _row("a", "sad", 1.0),
         _row("a", "sad", 0.5, settings="iterations=9"),  # other settings: redone
         _row("a", "jpeg", 1.0, bytes="", error="OSError: x"),  # failed: retried
         _row("b", "jpeg", 1.0),  # not in this run: kept as it is
+        _row("a", "webp", 1.0, commit="0000000"),  # another commit: redone
+        _row("a", "avif", 1.0, commit=""),  # no provenance (an old CSV): redone
     ]
-    wanted = {("a", "sad", 1.0), ("a", "sad", 0.5), ("a", "jpeg", 1.0)}
-    done, extra = rd.split_resume(old, wanted, {"sad": "s", "jpeg": "s"})
+    wanted = {(im, c, 1.0) for im in "a" for c in ("sad", "jpeg", "webp", "avif")}
+    wanted.add(("a", "sad", 0.5))
+    settings = dict.fromkeys(("sad", "jpeg", "webp", "avif"), "s")
+    done, extra = rd.split_resume(old, wanted, settings, PROV)
     assert list(done) == [("a", "sad", 1.0)]
     assert extra == [old[3]]
+
+
+def test_resume_with_uncommitted_changes_needs_the_same_diff() -> None:
+    old = [
+        _row("a", "sad", 1.0, dirty="True", diff="d1"),
+        _row("a", "jpeg", 1.0, dirty="True", diff="d2"),
+        _row("a", "webp", 1.0),  # clean tree: not this dirty one
+    ]
+    wanted = {("a", c, 1.0) for c in ("sad", "jpeg", "webp")}
+    dirty = {"commit": "abc1234", "dirty": True, "diff": "d1"}
+    done, _ = rd.split_resume(old, wanted, dict.fromkeys(("sad", "jpeg", "webp"), "s"), dirty)
+    assert list(done) == [("a", "sad", 1.0)]
+    unknown = {"commit": "unknown", "dirty": "unknown", "diff": ""}
+    old = [_row("a", "sad", 1.0, commit="unknown", dirty="unknown")]
+    assert rd.split_resume(old, wanted, {"sad": "s"}, unknown)[0] == {}  # no git: never
 
 
 def test_bd_per_image_averages_images_not_curves() -> None:
@@ -127,20 +150,6 @@ def test_bd_per_image_averages_images_not_curves() -> None:
     assert per["b"][0] == pytest.approx(-50.0)
 
 
-def _report_args(tmp_path: Path) -> argparse.Namespace:
-    return argparse.Namespace(
-        seed=0,
-        arch=None,  # the backend conftest started
-        threads=None,
-        effort=None,
-        iterations=50,
-        repeats_decode=3,
-        avif_speed=6,
-        out_md=tmp_path / "r.md",
-        out_png=tmp_path / "r.png",
-    )
-
-
 def test_report_names_over_budget_and_failed_cells(tmp_path: Path) -> None:
     rows = [
         _row("a", "sad", 1.0, bpp="0.9", psnr_rgb="30"),
@@ -148,12 +157,14 @@ def test_report_names_over_budget_and_failed_cells(tmp_path: Path) -> None:
         _row("a", "jpeg", 1.0, bpp="1.1", psnr_rgb="31", within_budget="False", quality="7"),
         _row("a", "jpeg", 0.5, bytes="", error="OSError: broken"),
     ]
-    md = rd.markdown(_report_args(tmp_path), rows, ["sad", "jpeg"], [0.5, 1.0], [], ["x"], None)
+    md = rd.markdown(rows, tmp_path / "r.csv", tmp_path / "r.png", tmp_path / "r.md")
     assert "a jpeg at 1 bpp: over budget" in md
     assert "a jpeg at 0.5 bpp: failed: OSError: broken" in md
     assert "| jpeg | 0.5 | 0 |" in md  # the failed rate shows 0 images, 1 failed
     assert "| sad vs | mean BD-rate" in md and "n/a" in md  # one jpeg point: no BD-rate
     assert "![RD plot](r.png)" in md
+    assert "- Code: `abc1234` (clean tree); all 4 rows" in md
+    assert "No webp, avif cells" in md
 
 
 def test_plot_writes_a_png(tmp_path: Path) -> None:

@@ -9,16 +9,11 @@ payload parser behind it. `pytest --hypothesis-show-statistics` lists the outcom
 
 from __future__ import annotations
 
-import os
-import sys
-
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from bench import fuzz  # noqa: E402
+from bench import fuzz
 
 POOL = fuzz.golden_files()
 MAX_WORK = 1 << 16  # render small: the reader is under test here, not rendering speed
@@ -29,8 +24,8 @@ OPS = st.lists(
 
 
 @pytest.fixture(scope="module", autouse=True)
-def compiled_kernels() -> None:
-    """Compile the decoder's kernels before hypothesis starts timing examples."""
+def compiled_kernels(backend: str) -> None:
+    """Start Taichi and compile the decoder's kernels before hypothesis times examples."""
     assert fuzz.check(POOL[0]) == "decoded"
 
 
