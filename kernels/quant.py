@@ -5,22 +5,22 @@ import taichi as ti
 
 from .table import table_site
 
-# The file's quantization grids as the kernels read them (sadcodec.quantize.QuantSpec):
-# the position scale 2^bits, the number of directions, a's range and top level, r's
-# and t's first value, step and top level, and the colours' top level.
-QuantGrid = ti.types.struct(
-    pos_scale=ti.f32,
-    theta_levels=ti.f32,
-    a_max=ti.f32,
-    a_top=ti.f32,
-    r_min=ti.f32,
-    r_step=ti.f32,
-    r_top=ti.f32,
-    t_min=ti.f32,
-    t_step=ti.f32,
-    t_top=ti.f32,
-    col_top=ti.f32,
-)
+# The file's quantization grids as the kernels read them (sadcodec.quantize.QuantSpec): an
+# f32 array of GRID_SIZE values at these named positions. (A ti.types.struct argument
+# reads better but costs 0.2-0.3 ms more per launch on the CPU, docs/tuning.md, "Kernel
+# arguments".)
+POS_SCALE = 0  # 2 ** pos_frac_bits
+THETA_LEVELS = 1  # 2 ** theta_bits
+A_MAX = 2
+A_TOP = 3  # 2 ** a_bits - 1
+R_MIN = 4
+R_STEP = 5
+R_TOP = 6  # 2 ** r_bits - 1
+T_MIN = 7
+T_STEP = 8
+T_TOP = 9  # 2 ** t_bits - 1
+COL_TOP = 10  # 2 ** col_bits - 1
+GRID_SIZE = 11
 
 
 @ti.func
@@ -34,8 +34,8 @@ def quant_site(
 ):
     pi = 3.141592653589793
     cols = params.shape[1]
-    ps = grid.pos_scale
-    nth = grid.theta_levels
+    ps = grid[POS_SCALE]
+    nth = grid[THETA_LEVELS]
     shown[i, 0] = ti.min(ti.max(ti.round(params[i, 0] * ps), 0.0), width * ps - 1.0) / ps
     shown[i, 1] = ti.min(ti.max(ti.round(params[i, 1] * ps), 0.0), height * ps - 1.0) / ps
     a = params[i, 3]
@@ -44,23 +44,23 @@ def quant_site(
         theta += pi / 2
     th = ti.round(theta / pi * nth)
     th = th - nth * ti.floor(th / nth)
-    aq = ti.min(ti.round(ti.abs(a) / grid.a_max * grid.a_top), grid.a_top)
+    aq = ti.min(ti.round(ti.abs(a) / grid[A_MAX] * grid[A_TOP]), grid[A_TOP])
     if aq == 0:
         th = 0.0
     th_out = th * (pi / nth)
-    a_out = aq * (grid.a_max / grid.a_top)
+    a_out = aq * (grid[A_MAX] / grid[A_TOP])
     if a < 0:
         a_out = -a_out
         th_out -= pi / 2
     shown[i, 2] = th_out
     shown[i, 3] = a_out
-    rq = ti.min(ti.max(ti.round((params[i, 4] - grid.r_min) / grid.r_step), 0.0), grid.r_top)
-    shown[i, 4] = grid.r_min + rq * grid.r_step
-    tq = ti.min(ti.max(ti.round((params[i, 5] - grid.t_min) / grid.t_step), 0.0), grid.t_top)
-    shown[i, 5] = grid.t_min + tq * grid.t_step
+    rq = ti.min(ti.max(ti.round((params[i, 4] - grid[R_MIN]) / grid[R_STEP]), 0.0), grid[R_TOP])
+    shown[i, 4] = grid[R_MIN] + rq * grid[R_STEP]
+    tq = ti.min(ti.max(ti.round((params[i, 5] - grid[T_MIN]) / grid[T_STEP]), 0.0), grid[T_TOP])
+    shown[i, 5] = grid[T_MIN] + tq * grid[T_STEP]
     for j in range(6, cols):
-        cq = ti.min(ti.max(ti.round(params[i, j] * grid.col_top), 0.0), grid.col_top)
-        shown[i, j] = cq / grid.col_top
+        cq = ti.min(ti.max(ti.round(params[i, j] * grid[COL_TOP]), 0.0), grid[COL_TOP])
+        shown[i, j] = cq / grid[COL_TOP]
 
 
 @ti.kernel
@@ -70,7 +70,7 @@ def quant_roundtrip(
     n: ti.i32,
     width: ti.i32,
     height: ti.i32,
-    grid: QuantGrid,
+    grid: ti.types.ndarray(dtype=ti.f32, ndim=1),
 ):
     """shown = what the decoder would see for params, on the device (sadcodec.quantize
     .roundtrip with keep_sign, in f32: the training copy for QAT, not the file's values)."""
@@ -87,7 +87,7 @@ def prepare_step(
     n: ti.i32,
     width: ti.i32,
     height: ti.i32,
-    grid: QuantGrid,
+    grid: ti.types.ndarray(dtype=ti.f32, ndim=1),
     quant: ti.i32,
 ):
     """One launch for what every step needs first (a launch costs more Python time on a

@@ -47,7 +47,8 @@ def encode(
     """Compress a uint8 image (H, W) or (H, W, C), C in {1, 3, 4}, to .sad bytes whose
     size is at most ``bpp * W * H / 8``. ``arch``: "cpu", "cuda", "auto", or None for the
     backend already started in this process (the CPU if none). With ``stats`` the result
-    is an ``EncodeResult`` (data, psnr, sites, iterations, seconds) instead of the bytes."""
+    is an ``EncodeResult`` (data, psnr, sites, iterations, seconds) instead of the bytes;
+    measuring the PSNR costs a decode."""
     from .encoder import as_image, encode_image
 
     img = as_image(image)
@@ -56,7 +57,7 @@ def encode(
     )
     init_backend(arch, threads)
     cb = progress if callable(progress) else None
-    result = encode_image(img, settings, progress=cb)
+    result = encode_image(img, settings, progress=cb, measure=stats)
     return result if stats else result.data
 
 

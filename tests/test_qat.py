@@ -28,7 +28,9 @@ def test_device_roundtrip_matches_numpy():
     src = ti.ndarray(ti.f32, shape=p.shape)
     src.from_numpy(p)
     out = ti.ndarray(ti.f32, shape=p.shape)
-    kquant.quant_roundtrip(src, out, n, w, h, quant_grid(spec))
+    grid = ti.ndarray(ti.f32, shape=(kquant.GRID_SIZE,))
+    grid.from_numpy(quant_grid(spec))
+    kquant.quant_roundtrip(src, out, n, w, h, grid)
     got = out.to_numpy()
 
     # Angles may differ by a whole turn of pi (the same direction); compare the metric's

@@ -61,7 +61,7 @@ class Fitter:
         self.frozen = False  # geometry snapped to the grid and no longer updated
         self._lr_state: tuple | None = None  # the (frozen, fixed_cols) self.lr holds
         self.fixed_cols: tuple[int, ...] = ()  # geometry columns already snapped
-        self.grid = quant_grid(None)
+        self.grid = ti.ndarray(ti.f32, shape=(kquant.GRID_SIZE,))
         self._grid_spec: quantize.QuantSpec | None = None
         self.sync_timers = self.path.synchronous or self.hooks.sync_stages
         self.step_count = 0
@@ -114,7 +114,7 @@ class Fitter:
         (QAT, computed on the device: no host round trip per step); zero the loss rows.
         Returns the params array the table came from."""
         if spec is not None and self._grid_spec is not spec:
-            self.grid = quant_grid(spec)
+            self.grid.from_numpy(quant_grid(spec))
             self._grid_spec = spec
         quant = spec is not None
         kquant.prepare_step(
@@ -258,21 +258,20 @@ class Fitter:
         return self.path.refresh_every()
 
 
-def quant_grid(spec: quantize.QuantSpec | None):
-    """The grids as kernels.quant reads them (a QuantGrid); None: a placeholder for steps
-    that do not quantize."""
-    if spec is None:
-        spec = quantize.QuantSpec()
-    return kquant.QuantGrid(
-        pos_scale=1 << spec.pos_frac_bits,
-        theta_levels=1 << spec.theta_bits,
-        a_max=spec.a_max,
-        a_top=(1 << spec.a_bits) - 1,
-        r_min=spec.r_min,
-        r_step=spec.r_step,
-        r_top=(1 << spec.r_bits) - 1,
-        t_min=spec.t_min,
-        t_step=spec.t_step,
-        t_top=(1 << spec.t_bits) - 1,
-        col_top=(1 << spec.col_bits) - 1,
-    )
+def quant_grid(spec: quantize.QuantSpec | None = None) -> np.ndarray:
+    """The grids as kernels.quant reads them (float32 at its named positions); None: a
+    placeholder for steps that do not quantize."""
+    spec = spec or quantize.QuantSpec()
+    g = np.zeros(kquant.GRID_SIZE, np.float32)
+    g[kquant.POS_SCALE] = 1 << spec.pos_frac_bits
+    g[kquant.THETA_LEVELS] = 1 << spec.theta_bits
+    g[kquant.A_MAX] = spec.a_max
+    g[kquant.A_TOP] = (1 << spec.a_bits) - 1
+    g[kquant.R_MIN] = spec.r_min
+    g[kquant.R_STEP] = spec.r_step
+    g[kquant.R_TOP] = (1 << spec.r_bits) - 1
+    g[kquant.T_MIN] = spec.t_min
+    g[kquant.T_STEP] = spec.t_step
+    g[kquant.T_TOP] = (1 << spec.t_bits) - 1
+    g[kquant.COL_TOP] = (1 << spec.col_bits) - 1
+    return g
