@@ -90,7 +90,7 @@ def _varint(v: int) -> bytes:
             return bytes(out)
 
 
-def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+def _read_varint(buf, pos: int) -> tuple[int, int]:
     v = shift = 0
     while True:
         if pos >= len(buf) or shift > 28:
@@ -112,6 +112,26 @@ SINGLE_FRAME = 0x80
 # (2 bytes) and its block header (3).
 FRAME_BYTES = 5
 _UNKNOWN_SIZE = 2**64 - 1
+# Morton codes interleave two 16-bit coordinates.
+MORTON_LIMIT = 1 << 32
+
+
+def compress_bound(size: int) -> int:
+    """zstd's worst-case compressed size of size bytes (ZSTD_COMPRESSBOUND in zstd.h):
+    a frame libzstd writes in one pass (compress()) is never larger, magicless ones less so."""
+    small = ((128 << 10) - size) >> 11 if size < 128 << 10 else 0
+    return size + (size >> 8) + small
+
+
+def max_payload_bytes(n: int, channels: int) -> int:
+    """The largest payload n sites may take (docs/FORMAT.md, "Limits"): the flags byte and
+    either P frames of n bytes with their sizes, or one frame of P * n bytes, each frame
+    at most compress_bound of its content, whichever layout allows more."""
+    p = n_planes(channels)
+    frame = compress_bound(n)
+    split = 1 + p * (len(_varint(frame)) + frame)
+    single = 1 + compress_bound(p * n)
+    return max(split, single)
 
 
 def _compressor() -> zstandard.ZstdCompressor:
@@ -158,8 +178,9 @@ def payload_size_estimate(q: dict, col_bits: int, level: int = 3) -> int:
     return 1 + sum(len(_varint(n)) for n in sizes) + sum(sizes)
 
 
-def _decompress(frame: bytes, size: int, what: str) -> bytes:
-    """Decompress one frame to exactly size bytes, never allocating more."""
+def _decompress(frame, size: int, what: str) -> bytes:
+    """Decompress one frame, which must fill frame (bytes or a memoryview) exactly, to
+    exactly size bytes, never allocating more."""
     dctx = zstandard.ZstdDecompressor(format=zstandard.FORMAT_ZSTD1_MAGICLESS)
     try:
         # max_output_size binds only frames that do not declare their size, so a declared
@@ -174,11 +195,35 @@ def _decompress(frame: bytes, size: int, what: str) -> bytes:
         raise SadFormatError(f"corrupt file: {what} does not decompress ({exc})") from None
     if len(out) != size:
         raise SadFormatError(f"corrupt file: {what} has the wrong size for its site count")
+    extra = _bytes_after_frame(dctx, frame, what)
+    if extra:
+        raise SadFormatError(f"corrupt file: {extra} bytes after the zstd frame of {what}")
     return out
 
 
-def decode_payload(buf: bytes, n: int, channels: int, col_bits: int) -> dict:
-    """Inverse of encode_payload; decompression is capped at the size the header implies."""
+def _bytes_after_frame(dctx: zstandard.ZstdDecompressor, frame, what: str) -> int:
+    """How many bytes of frame follow the end of its first zstd frame.
+
+    decompress() stops at the end of the first frame and ignores the rest, but a reader
+    never skips data (docs/FORMAT.md). A streaming pass finds the end; it runs only after
+    decompress() has shown that the frame inflates to the expected size, so its output is
+    bounded too, and it goes in slices so that trailing bytes are counted, not copied."""
+    obj = dctx.decompressobj()
+    step = 1 << 17
+    try:
+        for start in range(0, len(frame), step):
+            obj.decompress(frame[start : start + step])
+            if obj.eof:
+                return len(obj.unused_data) + max(0, len(frame) - start - step)
+    except zstandard.ZstdError as exc:  # not expected after decompress(); still a refusal
+        raise SadFormatError(f"corrupt file: {what} does not decompress ({exc})") from None
+    raise SadFormatError(f"corrupt file: {what} is not a complete zstd frame")
+
+
+def decode_payload(buf, n: int, channels: int, col_bits: int) -> dict:
+    """Inverse of encode_payload (buf: bytes or a memoryview, which is never copied);
+    decompression is capped at the size the header implies."""
+    buf = memoryview(buf)
     if not buf:
         raise SadFormatError("corrupt file: empty payload")
     flags = buf[0]
@@ -203,7 +248,17 @@ def decode_payload(buf: bytes, n: int, channels: int, col_bits: int) -> dict:
     gaps = np.zeros(n, dtype=np.uint64)
     for b in range(GAP_BYTES):
         gaps = (gaps << np.uint64(8)) | arr[b].astype(np.uint64)
+    # Gaps are below 2^32, so the u64 running sum cannot wrap while n < 2^32 (n is at
+    # most MAX_SITES); the codes then never decrease, and must stay below 2^32: a sum
+    # past it would wrap to a smaller code once the coordinates are extracted, a site
+    # out of the ascending order the format requires.
+    if n >= MORTON_LIMIT:
+        raise SadFormatError(f"corrupt file: {n} sites overflow the Morton code sum")
     codes = np.cumsum(gaps, dtype=np.uint64)
+    if n and int(codes[-1]) >= MORTON_LIMIT:
+        raise SadFormatError(
+            "corrupt file: site positions out of Morton order (the gaps add up past 2^32)"
+        )
     q = {"x": _compact(codes), "y": _compact(codes >> np.uint64(1))}
     for i, f in enumerate(FIELDS):
         q[f] = arr[GAP_BYTES + i].astype(np.int64)

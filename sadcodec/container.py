@@ -2,7 +2,9 @@
 
 Parsing validates every header field against documented limits before anything is
 allocated or decompressed; the payload (see bitstream.py) is decompressed with output
-caps implied by the header, so a small file cannot claim a huge payload.
+caps implied by the header, so a small file cannot claim a huge payload, nor a handful of
+sites a payload larger than zstd's worst case for them. ``read_stream`` reads a file from
+a stream (a file, pipe or device) no further than its header declares.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import struct
 import zlib
 from dataclasses import dataclass, replace
 
+from .bitstream import max_payload_bytes
 from .errors import SadFormatError
 from .quantize import QuantSpec
 
@@ -66,6 +69,14 @@ class Header:
             raise SadFormatError(
                 f"corrupt file: {self.n_sites} sites cannot fit in {self.payload_bytes} "
                 "payload bytes"
+            )
+        bound = max_payload_bytes(self.n_sites, self.channels)
+        if self.payload_bytes > bound:
+            # No more than zstd's worst case for the planes: a header cannot make a reader
+            # read (or checksum) a gigabyte for a handful of sites.
+            raise SadFormatError(
+                f"payload too large for {self.n_sites} sites ({self.payload_bytes} bytes, "
+                f"at most {bound})"
             )
         self.spec.validate()
         if max(self.width, self.height) << self.spec.pos_frac_bits > 65536:
@@ -160,16 +171,53 @@ def read_header(data: bytes) -> Header:
     return hdr
 
 
-def read(data: bytes) -> tuple[Header, bytes]:
-    """Parse a whole file: header and checksums. Returns the header and the payload."""
+def read(data: bytes) -> tuple[Header, memoryview]:
+    """Parse a whole file: header and checksums. Returns the header and the payload, a
+    read-only view into data (a payload may be tens of megabytes: it is not copied)."""
     hdr = read_header(data)
     end = HEADER_SIZE + hdr.payload_bytes
     if len(data) < end + TRAILER_SIZE:
         raise SadFormatError("truncated file (payload incomplete)")
     if len(data) > end + TRAILER_SIZE:
         raise SadFormatError("corrupt file: unexpected bytes after the payload")
-    comp = data[HEADER_SIZE:end]
+    comp = memoryview(data).toreadonly()[HEADER_SIZE:end]
     (crc,) = struct.unpack_from("<I", data, end)
     if zlib.crc32(comp) != crc:
         raise SadFormatError("corrupt file: payload checksum mismatch")
     return hdr, comp
+
+
+def _read_exactly(f, size: int) -> bytes:
+    """Up to size bytes from a binary stream: fewer only at its end. Loops, since a pipe
+    or a raw (unbuffered) stream may return less than asked for."""
+    parts = []
+    while size > 0:
+        chunk = f.read(size)
+        if not chunk:
+            break
+        parts.append(chunk)
+        size -= len(chunk)
+    return b"".join(parts)
+
+
+def read_stream(f) -> bytes:
+    """The bytes of one .sad file from a binary stream (a file, pipe or device), reading
+    no more than the file declares: the header, then exactly payload_len + 4 bytes, then
+    one byte to check that the stream ends there. Longer or endless input is refused
+    without being read, and a bad header before anything else is read. The payload is not
+    checked here (``read`` does that), so damaged files can still be described."""
+    head = _read_exactly(f, HEADER_SIZE)
+    hdr = read_header(head)  # a short head fails here: bad magic or truncated header
+    body = _read_exactly(f, hdr.payload_bytes + TRAILER_SIZE)
+    if len(body) < hdr.payload_bytes + TRAILER_SIZE:
+        raise SadFormatError("truncated file (payload incomplete)")
+    if _read_exactly(f, 1):
+        raise SadFormatError("corrupt file: unexpected bytes after the payload")
+    return head + body
+
+
+def read_path(path: str) -> bytes:
+    """read_stream of the file at path; OSError (missing, a directory, no permission) as is.
+    Unbuffered, so that not even a read-ahead takes bytes past the one probed."""
+    with open(path, "rb", buffering=0) as f:
+        return read_stream(f)

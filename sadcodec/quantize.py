@@ -13,6 +13,14 @@ import numpy as np
 
 from .errors import SadFormatError
 
+# The largest log-temperature a grid may reach (docs/FORMAT.md, "Parameter grids"). Every
+# logit is -e^t (sqrt(q) - r) / S; over the image (|d| <= sqrt(2) S) and the ranges below
+# (a <= 16, |r| <= 4096 + 64 * 255 = 20416 px) |sqrt(q) - r| / S <= sqrt(2) e^8 + 0.01 +
+# 20416 < 24633 (S >= 1), so |logit| < e^56 * 24633 < 5.2e28: finite in float32 and far
+# above the kernels' -1e30 empty-slot sentinel, so every pixel finds its K sites. The
+# encoder's grids stop at 9.875.
+T_MAX_LIMIT = 56.0
+
 
 @dataclass(frozen=True)
 class QuantSpec:
@@ -55,6 +63,12 @@ class QuantSpec:
         )
         if not ok:
             raise SadFormatError(f"quantization settings out of range: {asdict(self)}")
+        if self.t_max > T_MAX_LIMIT:
+            raise SadFormatError(
+                f"quantization settings out of range: the log-temperature grid reaches "
+                f"{self.t_max:g} (t_min + t_step * (2^t_bits - 1) may be at most "
+                f"{T_MAX_LIMIT:g}, or logits overflow)"
+            )
 
     @property
     def t_max(self) -> float:

@@ -7,6 +7,7 @@ tests also hold the code to the documented layout.
 from __future__ import annotations
 
 import math
+import os
 import struct
 import tracemalloc
 import zlib
@@ -211,6 +212,12 @@ HEADER_CASES = [
     ({"t_step": -0.25}, "quantization"),
     ({"t_step": 4.5}, "quantization"),
     ({"t_step": math.inf}, "quantization"),
+    ({"t_min": 32.0, "t_step": 4.0}, "log-temperature grid reaches 284"),  # t_bits 6
+    ({"t_min": 28.0, "t_step": 4.0, "t_bits": 4}, "log-temperature grid reaches 88"),
+    ({"t_min": 7.0, "t_step": 1.0}, "at most 56"),  # t_max 70: finite e^t, logits < -1e30
+    ({"t_min": 0.0, "t_step": 0.25, "t_bits": 8}, "reaches 63.75"),
+    ({"n_sites": 1, "channels": 1, "payload_len": 587}, "payload too large for 1 sites"),
+    ({"n_sites": 1 << 22, "channels": 4, "payload_len": 50528306}, "payload too large"),
     ({"width": 32769, "pos_frac_bits": 1}, "position precision"),
     ({"width": 16, "height": 8193, "pos_frac_bits": 3}, "position precision"),
     ({"width": 4097, "pos_frac_bits": 4}, "position precision"),
@@ -237,11 +244,13 @@ ACCEPTED_CASES = [
     {"k": 32},
     {"n_sites": 1 << 22, "payload_len": 1 << 19},
     {"minor": 255},
-    {"theta_bits": 8, "a_bits": 8, "r_bits": 8, "t_bits": 8, "col_bits": 7},
+    {"theta_bits": 8, "a_bits": 8, "r_bits": 8, "t_bits": 8, "col_bits": 7, "t_step": 0.125},
     {"theta_bits": 1, "a_bits": 1, "r_bits": 1, "t_bits": 1, "col_bits": 1},
-    {"a_max": 16.0, "r_step": 64.0, "t_min": 32.0, "t_step": 4.0},
+    {"a_max": 16.0, "r_step": 64.0, "r_min": 4096.0, "t_min": 28.0, "t_step": 4.0, "t_bits": 3},
+    {"r_min": -4096.0, "t_min": 32.0, "t_step": 0.375, "t_bits": 6},  # t_max 55.625
     {"a_max": 1e-3, "r_step": 1e-3, "t_min": -16.0, "t_step": 1e-3},
-    {"payload_len": 1 << 30},
+    {"n_sites": 1, "channels": 1, "payload_len": 586},  # FORMAT.md: the bound for one site
+    {"n_sites": 1 << 22, "channels": 4, "payload_len": 50528305},  # and for the most sites
 ]
 
 
@@ -406,7 +415,12 @@ def test_out_of_grid_indices_are_refused():
     assert np.array_equal(params[:, 6:], np.ones((n, 3), np.float32))
 
 
-def bomb_payload(frame0: bytes, n: int = 1, channels: int = 1) -> bytes:
+# Sites of the bomb files: enough that a 2 KB frame is within the payload bound (a frame
+# for one site may take at most 64 bytes), so the frame itself is what gets refused.
+BOMB_SITES = 256
+
+
+def bomb_payload(frame0: bytes, n: int = BOMB_SITES, channels: int = 1) -> bytes:
     frames = small_frames(n, channels)
     frames[0] = frame0
     return frames_payload(frames)
@@ -423,16 +437,16 @@ def refused_peak(data: bytes, match: str) -> int:
 
 
 def test_decompression_bomb_without_content_size_is_refused():
-    """Header says 1 site; plane 0 decompresses to 16 MiB."""
+    """Header says 256 sites; plane 0 decompresses to 16 MiB."""
     big = _magicless(1).compress(bytes(16 << 20))
-    data = wrap(bomb_payload(big), 1)
+    data = wrap(bomb_payload(big), BOMB_SITES)
     assert len(data) < 2000
     peak = refused_peak(data, "corrupt")
     assert peak < 4 << 20, f"a {len(data)}-byte file made the reader allocate {peak} bytes"
 
 
 def test_decompression_bomb_with_content_size_is_refused_without_allocating_it():
-    """Header says 1 site; plane 0 is a zstd frame that declares (and holds) 64 MiB.
+    """Header says 256 sites; plane 0 is a zstd frame that declares (and holds) 64 MiB.
 
     python-zstandard ignores max_output_size when the frame header declares its content
     size, so an output cap alone does not stop this frame from being inflated in full."""
@@ -441,7 +455,7 @@ def test_decompression_bomb_with_content_size_is_refused_without_allocating_it()
             1, format=zstandard.FORMAT_ZSTD1_MAGICLESS, write_content_size=1
         )
     ).compress(bytes(64 << 20))
-    data = wrap(bomb_payload(big), 1)
+    data = wrap(bomb_payload(big), BOMB_SITES)
     assert len(data) < 4000
     peak = refused_peak(data, "corrupt")
     assert peak < 8 << 20, f"a {len(data)}-byte file made the reader allocate {peak} bytes"
@@ -452,7 +466,7 @@ def test_frame_declaring_a_huge_content_size_is_refused():
     (not a MemoryError, nor an attempt to allocate a terabyte)."""
     frame = struct.pack("<I", 0xFD2FB528) + bytes([0xE0]) + struct.pack("<Q", 1 << 40)
     frame += (1 | (1 << 1) | (1000 << 3)).to_bytes(3, "little") + b"\0"  # last RLE block
-    assert_refused(wrap(bomb_payload(frame), 1), "corrupt")
+    assert_refused(wrap(bomb_payload(frame), BOMB_SITES), "corrupt")
 
 
 def test_a_site_needs_a_payload_bit():
@@ -460,7 +474,8 @@ def test_a_site_needs_a_payload_bit():
     before anything is inflated (found while fuzzing: it took 1.1 GB and 10 s to decode)."""
     n, ch = 1 << 22, 4
     frame = _magicless(19).compress(bytes(bitstream.n_planes(ch) * n))
-    data = patch(wrap(bytes([bitstream.SINGLE_FRAME]) + frame, 1, ch), n_sites=n)
+    # Written for 256 sites (the payload bound allows them this frame), then patched.
+    data = patch(wrap(bytes([bitstream.SINGLE_FRAME]) + frame, 256, ch), n_sites=n)
     assert len(data) < 2000
     assert refused_peak(data, "sites cannot fit in") < 1 << 20
     good, _ = make_file()
@@ -489,6 +504,188 @@ def test_decode_memory_is_bounded_before_allocating():
     big, _ = container.read(patch(data, width=8000, height=7000, k=4))  # 5.2 GiB
     with pytest.raises(SadError, match=r"needs 5\.2 GiB to decode at K = 4"):
         decoder.output_size(big, None, None, None)
+
+
+# -- every byte is read, codes stay in order, logits stay finite (issue 24) ----------------
+
+GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
+
+
+def rewrap(data: bytes, payload: bytes) -> bytes:
+    """A file's header around another payload, with payload_len and both CRCs fixed."""
+    head = bytearray(data[:HEAD])
+    struct.pack_into("<I", head, FIELDS["payload_len"][0], len(payload))
+    head += struct.pack("<I", zlib.crc32(head))
+    return bytes(head) + payload + struct.pack("<I", zlib.crc32(payload))
+
+
+def split_streams(payload: bytes, channels: int) -> list[bytes]:
+    pos, sizes = 1, []
+    for _ in range(bitstream.n_planes(channels)):
+        size, pos = bitstream._read_varint(payload, pos)
+        sizes.append(size)
+    frames = []
+    for size in sizes:
+        frames.append(payload[pos : pos + size])
+        pos += size
+    assert pos == len(payload)
+    return frames
+
+
+def test_bytes_after_a_zstd_frame_are_refused():
+    """Each frame must fill its region: padding after the single frame, or inside a split
+    stream whose declared size was grown to cover it, used to be skipped silently."""
+    n, ch = 4, 1
+    frame = _magicless().compress(bytes(bitstream.n_planes(ch) * n))
+    single = bytes([bitstream.SINGLE_FRAME]) + frame
+    decoder.parse(wrap(single, n, ch))
+    for junk in (b"\0", bytes(16), b"\xff" * 3, frame):  # the last: a second whole frame
+        msg = assert_refused(wrap(single + junk, n, ch), "bytes after the zstd frame")
+        assert f"{len(junk)} bytes after the zstd frame of payload" in msg
+    for i in (0, 4, bitstream.n_planes(ch) - 1):
+        frames = small_frames(n, ch)
+        frames[i] += b"JUNK"
+        assert_refused(
+            wrap(frames_payload(frames), n, ch), f"4 bytes after the zstd frame of stream {i}"
+        )
+
+
+@pytest.mark.parametrize("name", sorted(f for f in os.listdir(GOLDEN) if f.endswith(".sad")))
+def test_goldens_with_bytes_inside_the_last_frame_are_refused(name):
+    with open(os.path.join(GOLDEN, name), "rb") as f:
+        data = f.read()
+    hdr, payload = container.read(data)
+    payload = bytes(payload)
+    if payload[0] & bitstream.SINGLE_FRAME:
+        grown = payload + bytes(16)
+    else:
+        frames = split_streams(payload, hdr.channels)
+        frames[-1] += bytes(16)
+        grown = frames_payload(frames, payload[0])
+    assert_refused(rewrap(data, grown), "16 bytes after the zstd frame")
+    decoder.parse(rewrap(data, payload))  # the rewrapping itself is sound
+
+
+def format_doc_bound(size: int) -> int:
+    """zstd's worst case for size bytes, as docs/FORMAT.md ("Payload bound") writes it."""
+    return size + size // 256 + ((131072 - size) // 2048 if size < 131072 else 0)
+
+
+def format_doc_max_payload(n: int, channels: int) -> int:
+    p = 8 + channels
+    b = format_doc_bound(n)
+    return max(1 + p * (len(bitstream._varint(b)) + b), 1 + format_doc_bound(p * n))
+
+
+def test_payload_bound_is_zstd_worst_case_and_documented():
+    rng = np.random.default_rng(24)
+    cctx = bitstream._compressor()  # the writer's own settings, level 22
+    for size in (0, 1, 2, 100, 4096, 131071, 131072, 131073, 400000):
+        frame = cctx.compress(rng.integers(0, 256, size, dtype=np.uint8).tobytes())
+        assert len(frame) <= bitstream.compress_bound(size) == format_doc_bound(size)
+    for n in (1, 2, 100, 5000, 1 << 17, 1 << 22):
+        for ch in container.CHANNELS:
+            assert bitstream.max_payload_bytes(n, ch) == format_doc_max_payload(n, ch)
+    assert bitstream.max_payload_bytes(1, 1) == 586
+    assert bitstream.max_payload_bytes(1 << 22, 4) == 50528305
+    # Random (incompressible) sites written by the encoder stay under the bound.
+    for n in (1, 3, 700):
+        q = random_fields(rng, n, W, H, 4, SPEC)
+        payload = bitstream.encode_payload(q, SPEC.col_bits)
+        assert len(payload) <= bitstream.max_payload_bytes(n, 4)
+
+
+def test_padding_after_a_frame_is_refused_without_copying_the_payload():
+    """A frame then zeros up to the payload bound: refused after one decompression and a
+    pass over the frame, the payload never copied (it used to be copied twice, and a
+    payload_len of 2^30 was allowed: 3.1 GB for a 1 GiB file)."""
+    n, ch = 1 << 20, 1
+    p = bitstream.n_planes(ch)
+    frame = _magicless(1).compress(bytes(p * n))
+    plen = bitstream.max_payload_bytes(n, ch)
+    payload = bytes([bitstream.SINGLE_FRAME]) + frame + bytes(plen - 1 - len(frame))
+    hdr = container.Header(2048, 2048, ch, 8, n, QuantSpec(pos_frac_bits=0))
+    data = container.write(hdr, payload)
+    got = container.read(data)[1]
+    assert isinstance(got, memoryview) and got.obj is data and got.readonly
+    peak = refused_peak(data, f"{plen - 1 - len(frame)} bytes after the zstd frame of payload")
+    # The frame's content (p * n bytes) once, and at most as much again from the pass that
+    # finds its end; each copy of the payload would add another plen.
+    assert peak < 2.2 * p * n, f"peak {peak / 2**20:.1f} MiB for a {plen / 2**20:.1f} MiB payload"
+
+
+def gap_planes(gaps: list[int]) -> list[bytes]:
+    """The 4 gap byte planes (most significant first) of u32 gaps."""
+    return [bytes((g >> (8 * b)) & 0xFF for g in gaps) for b in range(3, -1, -1)]
+
+
+def test_morton_codes_may_not_wrap_past_2_32():
+    """Gaps summing past 2^32 used to wrap to a smaller code (site 1 at (3, 2) after site 0
+    at (50, 50)), a site out of the required ascending order."""
+    m = bitstream.morton(np.array([50, 3]), np.array([50, 2]))
+    a, b = int(m[0]), int(m[1])
+    assert b < a
+    n, ch = 2, 1
+    rest = [bytes(n)] * len(bitstream.FIELDS) + [bytes([63, 0])]
+    cctx = _magicless()
+
+    def payload(gaps):
+        return frames_payload([cctx.compress(x) for x in gap_planes(gaps) + rest])
+
+    spec = QuantSpec(pos_frac_bits=2)
+    assert_refused(wrap(payload([a, (1 << 32) - a + b]), n, ch, spec), "out of Morton order")
+    _, params = decoder.parse(wrap(payload([b, a - b]), n, ch, spec))  # in order: fine
+    assert params[:, 0].tolist() == [0.75, 12.5]
+    # At the edge of the code range: a sum of 2^32 - 1 is the corner (65535, 65535), which
+    # the grid check then refuses; 2^32 wraps and is refused as out of order.
+    corner = bitstream.decode_payload(payload([(1 << 32) - 2, 1]), n, ch, spec.col_bits)
+    assert corner["x"].tolist() == [65534, 65535] and corner["y"].tolist() == [65535, 65535]
+    assert_refused(wrap(payload([(1 << 32) - 2, 1]), n, ch, spec), "positions out of range")
+    with pytest.raises(SadFormatError, match="out of Morton order"):
+        bitstream.decode_payload(payload([(1 << 32) - 1, 1]), n, ch, spec.col_bits)
+
+
+# The extreme grids the header allows: t_max at its limit of 56, the widest anisotropy,
+# radii from -4096 to 12224 px.
+EXTREME = QuantSpec(
+    pos_frac_bits=4,
+    theta_bits=8,
+    a_bits=8,
+    a_max=16.0,
+    r_bits=8,
+    r_min=-4096.0,
+    r_step=64.0,
+    t_bits=3,
+    t_min=28.0,
+    t_step=4.0,
+    col_bits=7,
+)
+
+
+@pytest.mark.parametrize("width,height", [(1, 1), (7, 5), (64, 48)])
+def test_extreme_allowed_grids_render_defined_pixels(width, height):
+    """Every pixel of a file at the header's limits blends its sites: all sites white, so
+    any pixel that found no site (a logit overflowed, or fell below the kernels' -1e30
+    sentinel) would be black (before the t_max rule, t up to 284 rendered all black)."""
+    assert EXTREME.t_max == quantize.T_MAX_LIMIT
+    rng = np.random.default_rng(width)
+    n, ch = 40, 1
+    q = random_fields(rng, n, width, height, ch, EXTREME)
+    q["t"][:] = (1 << EXTREME.t_bits) - 1  # the hottest sites
+    q["a"][: n // 2] = (1 << EXTREME.a_bits) - 1  # the most anisotropic
+    q["col"][:] = (1 << EXTREME.col_bits) - 1
+    top = (1 << EXTREME.r_bits) - 1
+    # All radii -4096 (the most negative logits: this case renders black pixels from
+    # t_max 62 on at 1x1, 64 at 7x5), all 12224 (the most positive), or both.
+    for radii in ([0], [top], [0, top]):
+        q["r"][:] = np.resize(radii, n)
+        hdr = container.Header(width, height, ch, 8, n, EXTREME)
+        data = container.write(hdr, bitstream.encode_payload(q, EXTREME.col_bits))
+        _, params = decoder.parse(data)
+        assert params[:, 5].max() == 56.0
+        for kwargs in ({}, {"width": 33, "height": 17}):
+            img = sadcodec.decode(data, **kwargs)
+            assert (img == 255).all(), f"{np.count_nonzero(img != 255)} undefined pixels"
 
 
 # -- bitstream ---------------------------------------------------------------------------
