@@ -81,7 +81,7 @@ def render_tiled(
     pixel finds its K sites as topk.tile_topk does and blends the scores it found them
     with, so no (H, W, K) map is stored (a third of a 24 MP decode's memory) or read.
     LARGE fills the lists by a sorting network and blends a row at a time (blend_rows):
-    faster per pixel, more for a fresh process to trace (sadcodec/decoder.py decides)."""
+    faster per pixel, more for a fresh process to trace (sadcodec/render.py decides)."""
     h = out.shape[0]
     w = out.shape[1]
     for u in range(row_items(cols, h, size) * pad):

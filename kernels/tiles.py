@@ -81,6 +81,31 @@ def _keep_largest(best: ti.template(), v: ti.f32):
                 best[k - 1] = tmp
 
 
+# Above this K the culling keeps each tile's K best lower bounds in a heap (log K a
+# site), not a sorted list (up to K - 1 moves a site: sites in increasing order, as a
+# crafted file can store them, made K = 32 culling 2.5x slower); the K-th best is the same.
+HEAP_FROM_K = 8
+
+
+@ti.func
+def _heap_replace(heap: ti.template(), row, v: ti.f32) -> ti.f32:
+    """heap[row, :] is a min-heap of the K largest values so far, its root the K-th:
+    replace the root by v (v > root) and return the new root."""
+    K = ti.static(heap.m)
+    i = 0
+    while 2 * i + 1 < K:
+        c = 2 * i + 1
+        if c + 1 < K and heap[row, c + 1] < heap[row, c]:
+            c += 1
+        if heap[row, c] < v:
+            heap[row, i] = heap[row, c]
+            i = c
+        else:
+            break
+    heap[row, i] = v
+    return heap[row, 0]
+
+
 @ti.func
 def _tile_rect(tx, ty, size: ti.i32, w: ti.i32, h: ti.i32, sx: ti.f32, sy: ti.f32):
     """The span of pixel centres of a tile, in fitted-image coordinates (tx, ty scalars,
@@ -90,6 +115,15 @@ def _tile_rect(tx, ty, size: ti.i32, w: ti.i32, h: ti.i32, sx: ti.f32, sy: ti.f3
     y0 = (ti.cast(ty * size, ti.f32) + 0.5) * sy
     y1 = (ti.cast(ti.min(ty * size + size, h) - 1, ti.f32) + 0.5) * sy
     return x0, x1, y0, y1
+
+
+# A ranked list is kept sorted by insertion as it grows up to this long (fitted files'
+# 8x8 tiles hold ~40 sites, at most 89 on kodim05 at 1 bpp, 156 at 2 bpp); entries beyond
+# are appended as they come and the whole list is sorted by rank_long_lists, in O(L log L)
+# where insertion is O(L^2): a crafted file can store its sites in increasing bound
+# order, so that every insertion moves the whole list. Up to this length insertion
+# moves an entry at most as often as the pixels of a tile score it.
+INSERTION_SORT_MAX = 128
 
 
 @ti.func
@@ -103,18 +137,74 @@ def _append(
     ranked: ti.i32,
 ):
     """Add site c (upper bound ub) as entry m of the list that starts at out[first]; with
-    ranked, keep the list sorted by bound, best first (insertion sort as it grows: tiles
-    hold ~40) and store the bounds, which only a ranked list needs."""
+    ranked, keep the list sorted by bound, best first, while it is at most
+    INSERTION_SORT_MAX long (insertion sort as it grows), and store the bounds, which only
+    a ranked list needs."""
     q = m
     if ranked != 0:
-        while q > first:
-            if out_ub[q - 1] >= ub:
-                break
-            out[q] = out[q - 1]
-            out_ub[q] = out_ub[q - 1]
-            q -= 1
+        if m - first < INSERTION_SORT_MAX:
+            while q > first:
+                if out_ub[q - 1] >= ub:
+                    break
+                out[q] = out[q - 1]
+                out_ub[q] = out_ub[q - 1]
+                q -= 1
         out_ub[q] = ub
     out[q] = c
+
+
+@ti.func
+def _swap(out: ti.template(), out_ub: ti.template(), a: ti.i64, b: ti.i64):
+    c = out[a]
+    out[a] = out[b]
+    out[b] = c
+    u = out_ub[a]
+    out_ub[a] = out_ub[b]
+    out_ub[b] = u
+
+
+@ti.func
+def _sift_down(out: ti.template(), out_ub: ti.template(), first: ti.i64, root0: ti.i32, end):
+    """Restore the min-heap (by bound) of out[first:first + end] below root0."""
+    root = root0
+    while 2 * root + 1 < end:
+        child = 2 * root + 1
+        if child + 1 < end and out_ub[first + child + 1] < out_ub[first + child]:
+            child += 1
+        if out_ub[first + child] < out_ub[first + root]:
+            _swap(out, out_ub, first + root, first + child)
+            root = child
+        else:
+            break
+
+
+@ti.kernel
+def rank_long_lists(
+    lst: ti.types.ndarray(dtype=ti.i32, ndim=1),
+    ub: ti.types.ndarray(dtype=ti.f32, ndim=1),
+    off: ti.types.ndarray(dtype=ti.i64, ndim=1),
+    cnt: ti.types.ndarray(dtype=ti.i32, ndim=1),
+    pad: ti.i32,
+):
+    """Heapsort each ranked list longer than INSERTION_SORT_MAX by bound, best first (its
+    first entries are sorted, the rest as they came). Equal bounds may change places: no
+    user of the lists depends on their order (tile_row_topk breaks ties by site index).
+    A separate kernel, loaded only where a list is that long, so that a fresh process
+    decoding a fitted file does not compile it (tile_cull_once with it inlined took a
+    Kodak decode's first call 50 ms longer). Tiles padded as in tile_cull."""
+    for u in range(cnt.shape[0] * pad):
+        if u % pad != 0:
+            continue
+        t = u // pad
+        m = cnt[t]
+        if m > INSERTION_SORT_MAX:
+            first = off[t]
+            for j in range(m // 2):  # a min-heap: the worst bound at the root
+                _sift_down(lst, ub, first, m // 2 - 1 - j, m)
+            for j in range(m - 1):
+                end = m - 1 - j
+                _swap(lst, ub, first, first + end)  # the worst left goes last
+                _sift_down(lst, ub, first, 0, end)
 
 
 @ti.kernel
@@ -146,8 +236,9 @@ def tile_cull(
     """One culling level, in two launches. fill = 0: per tile, the K-th largest lower
     bound among its parent's sites (thr) and how many of them reach it (cnt). fill = 1:
     write those sites, in the parent's order, from out[off[tile]] on; with ranked = 1
-    (the last level) also their upper bounds into out_ub, both sorted by it, best first,
-    so that tile_topk can stop at the first site that cannot make a pixel's list.
+    (the last level) also their upper bounds into out_ub, both sorted by it, best first
+    (lists over INSERTION_SORT_MAX by rank_long_lists after), so that tile_topk can stop
+    at the first site that cannot make a pixel's list.
 
     Taichi's CPU scheduler hands out at least 512 iterations per task, so a coarse level
     (Kodak's 32-px level has 384 tiles) would run on one thread: each tile's iteration
@@ -206,7 +297,8 @@ def tile_cull_once(
     """tile_cull in one launch, each site's bounds computed once: every tile owns a slot
     of its parent's length from out[off[tile]] on (the caller sizes them), appends the
     parent's sites and upper bounds there, then compacts the slot to those reaching the
-    K-th best lower bound, and sets cnt (ranked: sorted by bound, best first). A site
+    K-th best lower bound, and sets cnt (ranked: sorted by bound, best first, up to
+    INSERTION_SORT_MAX entries). A site
     whose upper bound is already under the K-th best lower bound so far is overwritten by
     the next (the append is branch-free): the bound only rises, so it would be dropped
     anyway, and the compaction reads only what is left (docs/tuning.md, "Culling levels").
@@ -253,15 +345,18 @@ def tile_cull_once(
                 for lane in range(4):
                     v = lb[lane]
                     if v > kth[lane]:
-                        k = K - 1
-                        for _ in range(K - 1):
-                            if v > best[lane, k - 1]:
-                                best[lane, k] = best[lane, k - 1]
-                                k -= 1
-                            else:
-                                break
-                        best[lane, k] = v
-                        kth[lane] = best[lane, K - 1]
+                        if ti.static(K > HEAP_FROM_K):
+                            kth[lane] = _heap_replace(best, lane, v)
+                        else:
+                            k = K - 1
+                            for _ in range(K - 1):
+                                if v > best[lane, k - 1]:
+                                    best[lane, k] = best[lane, k - 1]
+                                    k -= 1
+                                else:
+                                    break
+                            best[lane, k] = v
+                            kth[lane] = best[lane, K - 1]
         for lane in range(4):
             if valid[lane]:
                 t = ty[lane] * cols + tx[lane]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import taichi as ti
@@ -21,8 +22,9 @@ FINEST_TILE = 8
 LEVEL_RATIO = 2
 ROOT_TILES = 16
 # A crafted file could make every tile keep every site: a level may keep at most this
-# many entries per map pixel (fitted files keep well under one) before the build falls
-# back to jump flooding, so its lists never outgrow the map itself.
+# many entries per map pixel (fitted files keep well under one) before the fit's build
+# falls back to jump flooding, so its lists never outgrow the map itself. (The decoder
+# has no such cap: its budget, render.DecodeBudget, bounds the lists' time and memory.)
 MAX_TILE_ENTRIES_PER_PIXEL = 2
 # One-launch culling gives each tile a slot as long as its parent's list; it is used
 # while the slots of a level total at most this many entries (8 bytes each) per map pixel
@@ -82,6 +84,23 @@ class TileLists:
         return self.size, self.cols, self.sx, self.sy, self.s_inv, cull_pad(items)
 
 
+class CullBudget(Protocol):
+    """What cull_tiles asks of a decoder's budget (sadcodec/render.py); each method may
+    raise (SadError) where the decode would exceed the budget's limits."""
+
+    def cull(self, slots: int) -> None:
+        """A level is about to bound this many (site, tile) pairs."""
+
+    def fits(self, nbytes: int) -> bool:
+        """Whether culling arrays of nbytes fit the memory limit."""
+
+    def need(self, nbytes: int) -> None:
+        """As fits, but raise where they do not."""
+
+    def score(self, scored: float) -> None:
+        """The pixels may score this many candidates (entries times their tiles' pixels)."""
+
+
 def cull_tiles(
     tab,
     n: int,
@@ -92,12 +111,18 @@ def cull_tiles(
     sx: float = 1.0,
     sy: float = 1.0,
     sizes: tuple[int, ...] | None = None,
+    budget: CullBudget | None = None,
 ) -> TileLists | None:
     """Cull the sites tile by tile for a w x h map (kernels/tiles.py explains the bounds):
     levels of tiles coarse to fine, each keeping of its parent's sites those that can be
     in the top-K of one of its pixels. None when culling fails (sites whose bounds overlap
     everywhere, as in a crafted file) and scoring the survivors would cost more than
-    jump flooding; the caller then builds a map by jump flooding."""
+    jump flooding; the caller then builds a map by jump flooding.
+
+    With a budget (the decoder's) it never returns None: the lists may grow as long as
+    the budget allows (it raises beyond), each level is charged before it runs, a level
+    whose one-launch slots would not fit the budget's memory counts first, and the
+    scoring work is charged at the end. The lists are the same either way."""
     sizes = tile_levels(w, h) if sizes is None else sizes
     # Plain numpy arrays as kernel arguments: on the CPU Taichi reads and writes them in
     # place, so no from_numpy/to_numpy kernels need loading in a fresh process.
@@ -121,18 +146,26 @@ def cull_tiles(
         # per-pixel early stop.
         tx, ty = np.meshgrid(np.arange(cols), np.arange(rows))
         slots = counts[((ty // ratio) * parent_cols + tx // ratio).ravel()]
-        if int(slots.sum()) <= CULL_SLOTS_PER_PIXEL * w * h + n:
+        n_slots = int(slots.sum())
+        once = n_slots <= CULL_SLOTS_PER_PIXEL * w * h + n
+        # Held while the level runs: the parent's lists, its tiles' and this level's.
+        held = lst.nbytes + off.nbytes + cnt.nbytes + 20 * cols * rows
+        if budget is not None:
+            once = once and budget.fits(held + 8 * max(n_slots, 1))
+            budget.cull(n_slots if once else 2 * n_slots)  # two launches read it twice
+        if once:
             new_off = np.concatenate(([0], np.cumsum(slots)[:-1])).astype(np.int64)
             ub = None  # the parent's bounds are not read: free them before allocating
-            new_lst = np.empty(max(int(slots.sum()), 1), np.int32)
+            new_lst = np.empty(max(n_slots, 1), np.int32)
             ub = np.empty(new_lst.shape, np.float32)
             k_tiles.tile_cull_once(
                 lst, off, cnt, new_cnt, new_off, new_lst, ub, tab, *geom, int(last), pad, k
             )
             counts = new_cnt.astype(np.int64)
-            if int(counts.sum()) > max(MAX_TILE_ENTRIES_PER_PIXEL * w * h, n):
+            if budget is None and int(counts.sum()) > max(MAX_TILE_ENTRIES_PER_PIXEL * w * h, n):
                 return None
         else:
+            ub = None  # the parent's bounds are not read: free them first
             thr = np.empty(cols * rows, np.float32)
             new_off = np.zeros(cols * rows, np.int64)
             k_tiles.tile_cull(
@@ -140,7 +173,9 @@ def cull_tiles(
             )
             counts = new_cnt.astype(np.int64)
             total = int(counts.sum())
-            if total > max(MAX_TILE_ENTRIES_PER_PIXEL * w * h, n):
+            if budget is not None:
+                budget.need(held + (8 if last else 4) * max(total, 1))
+            elif total > max(MAX_TILE_ENTRIES_PER_PIXEL * w * h, n):
                 return None
             new_off = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
             new_lst = np.empty(max(total, 1), np.int32)
@@ -150,11 +185,18 @@ def cull_tiles(
             )
         lst, off, cnt = new_lst, new_off, new_cnt
         parent_size, parent_cols = size, cols
-    # Scoring cost against jump flooding's (9 cells x K candidates per pass).
+    # The pixels' scoring work: the budget's to judge, or against jump flooding's (9
+    # cells x K candidates per pass).
     area = _tile_areas(w, h, parent_size)
+    scored = float((counts * area).sum())
     passes = math.ceil(math.log2(max(w, h, 2))) + 1
-    if float((counts * area).sum()) > 9.0 * k * passes * w * h:
+    if budget is not None:
+        budget.score(scored)
+    elif scored > 9.0 * k * passes * w * h:
         return None
+    # Lists too long to have been kept sorted as they grew (kernels/tiles.py).
+    if len(sizes) and int(cnt.max(initial=0)) > k_tiles.INSERTION_SORT_MAX:
+        k_tiles.rank_long_lists(lst, ub, off, cnt, cull_pad(cnt.shape[0]))
     return TileLists(lst, ub, off, cnt, parent_size, parent_cols, sx, sy, s_inv)
 
 

@@ -275,7 +275,7 @@ def test_tiled_build_with_fewer_sites_than_k(params):
 
 def test_tiled_build_culls(params, monkeypatch):
     """The bounds must actually cull, and a build whose lists outgrow their cap declines
-    and leaves the map as it was (the decoder then uses jump flooding). Scaled 8x (a
+    and leaves the map as it was (the fit then uses jump flooding). Scaled 8x (a
     512x384 map of the scene), 8x8 tiles must keep under half of the sites; this scene's
     soft, low-temperature sites reach far, fitted Kodak files keep ~0.5%."""
     import sadcodec.topk as topk_mod
@@ -401,3 +401,61 @@ def test_stable_copy_keeps_sites_in_their_slots(params):
     _, tab2 = upload(moved)
     tk.refresh(tab2, N, 1.0 / S, steps=(2, 1, 1), stencil=8)
     assert np.array_equal(tk.stable(bands=5), stable_reference(tk.to_numpy()))
+
+
+class Unlimited:
+    """A cull_tiles budget that allows everything (the decoder's path, without limits)."""
+
+    def cull(self, slots):
+        pass
+
+    def fits(self, nbytes):
+        return True
+
+    def need(self, nbytes):
+        pass
+
+    def score(self, scored):
+        pass
+
+
+def ramp_scene(n: int) -> np.ndarray:
+    """n sites at one point, radii rising with the index: every tile keeps ~all of them
+    (their bounds overlap), stored in increasing bound order, the worst order for sorting
+    a tile's list or keeping its K best by insertion."""
+    rng = np.random.default_rng(17)
+    p = np.zeros((n, 6 + C), np.float32)
+    p[:, :2] = [W / 2 + 0.25, H / 2]
+    p[:, 4] = np.linspace(0.0, 2.0, n)
+    p[:, 5] = np.log(4.0)
+    p[:, 6:] = rng.uniform(0, 1, (n, C))
+    return p
+
+
+@pytest.mark.parametrize("k", [8, 32])
+@pytest.mark.parametrize("slots", [0, 1e9], ids=["two-launch", "one-launch"])
+def test_long_lists_and_large_k_are_exact(k, slots, monkeypatch):
+    """Lists longer than INSERTION_SORT_MAX (sorted by heapsort) and K = 32 (the K best
+    bounds kept in a heap), with the decoder's budget (no cap on the lists), in both
+    culling paths: the brute-force top-K, and lists sorted by bound."""
+    import sadcodec.topk as topk_mod
+    from sadcodec.kernels import tiles as k_tiles
+    from sadcodec.topk import cull_tiles
+
+    monkeypatch.setattr(topk_mod, "CULL_SLOTS_PER_PIXEL", slots)
+    params = np.concatenate([ramp_scene(300), random_scene(np.random.default_rng(2), 60, W, H)])
+    n = len(params)
+    _, tab = upload(params)
+    tab_np = tab.to_numpy()
+    tiles = cull_tiles(tab_np, n, 1.0 / S, W, H, k, sizes=(32, 8), budget=Unlimited())
+    assert int(tiles.cnt.max()) > k_tiles.INSERTION_SORT_MAX
+    for t in range(len(tiles.cnt)):  # each list sorted by bound, best first
+        ub = tiles.ub[tiles.off[t] : tiles.off[t] + tiles.cnt[t]]
+        assert (np.diff(ub) <= 0).all()
+    got = TopKMap(H, W, k)
+    k_tiles.tile_topk(got.cur, *tiles.lists(), tab_np, *tiles.geometry(), k)
+    ref = TopKMap(H, W, k)
+    ref.exact(tab, n, 1.0 / S)
+    assert np.array_equal(got.to_numpy(), ref.to_numpy())
+    # The fit's build (no budget) declines such lists, as before.
+    assert cull_tiles(tab_np, n, 1.0 / S, W, H, k, sizes=(32, 8)) is None
