@@ -1,17 +1,34 @@
-"""The public Python API; the CLI is a thin layer over it."""
+"""The public Python API; the CLI is a thin layer over it.
+
+Arguments are checked before any work starts, and every bad one raises ``SadError`` with
+a one-line message: a value out of range (NaN, infinite, negative, too large) a plain
+``SadError``, a value of the wrong type (``None``, a string for a number, a bool) a
+``SadTypeError``, which is both a ``SadError`` and a ``TypeError``.
+
+A .sad file is given to ``decode`` and ``read_info`` as a path (``str`` or
+``os.PathLike``: the file is read, no further than its header declares) or as its bytes
+(``bytes``, ``bytearray``, ``memoryview``); anything else is a ``SadTypeError``.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import math
+import numbers
+import os
 from collections.abc import Callable
 
 import numpy as np
 
-from .backend import init_backend
+from . import container
+from .backend import current_arch, init_backend
+from .errors import SadError, SadFormatError, SadTypeError
 from .settings import MAX_BPP, MAX_SEED, EncodeSettings
 
 __all__ = ["MAX_BPP", "MAX_SEED", "decode", "encode", "encode_settings", "read_info"]
 
 Progress = Callable[[dict], None]
+FileSource = str | os.PathLike | bytes | bytearray | memoryview
 
 
 def encode_settings(
@@ -21,15 +38,17 @@ def encode_settings(
     seed: int = 0,
     effort: int | None = None,
     iterations: int | None = None,
+    max_memory: int | str | None = None,
 ) -> EncodeSettings:
     """Validate encode arguments for an image of this shape ((H, W) or (H, W, C)) and
-    return the settings an encode would use (budget, grids, iterations); raises SadError.
-    Cheap: does not start the compute backend."""
+    return the settings an encode would use (budget, grids, iterations, estimated peak
+    memory); raises SadError. Cheap: does not start the compute backend."""
     from .settings import encode_settings as make
 
-    h, w = int(shape[0]), int(shape[1])
-    c = int(shape[2]) if len(shape) > 2 else 1
-    return make(w, h, c, bpp, effort=effort, iterations=iterations, seed=seed)
+    h, w, c = _image_shape(shape)
+    return make(
+        w, h, c, bpp, effort=effort, iterations=iterations, seed=seed, max_memory=max_memory
+    )
 
 
 def encode(
@@ -43,18 +62,22 @@ def encode(
     threads: int | None = None,
     progress: bool | Progress = False,
     stats: bool = False,
+    max_memory: int | str | None = None,
 ):
     """Compress a uint8 image (H, W) or (H, W, C), C in {1, 3, 4}, to .sad bytes whose
     size is at most ``bpp * W * H / 8``. ``arch``: "cpu", "cuda", "auto", or None for the
     backend already started in this process (the CPU if none). With ``stats`` the result
     is an ``EncodeResult`` (data, psnr, sites, iterations, seconds) instead of the bytes;
-    measuring the PSNR costs a decode."""
+    measuring the PSNR costs a decode. ``max_memory``: refuse (SadError, before any work)
+    when the encode's estimated peak memory is over this many bytes (an int, or a string
+    such as "8G"); default: 75% of the machine's memory (settings.DEFAULT_MEMORY_SHARE)."""
     from .encoder import as_image, encode_image
 
     img = as_image(image)
     settings = encode_settings(
-        img.shape, bpp, seed=seed, effort=effort, iterations=iterations
+        img.shape, bpp, seed=seed, effort=effort, iterations=iterations, max_memory=max_memory
     )
+    _check_threads(threads)
     init_backend(arch, threads)
     cb = progress if callable(progress) else None
     result = encode_image(img, settings, progress=cb, measure=stats)
@@ -62,7 +85,7 @@ def encode(
 
 
 def decode(
-    data: bytes,
+    data: FileSource,
     *,
     width: int | None = None,
     height: int | None = None,
@@ -70,23 +93,44 @@ def decode(
     arch: str | None = None,
     threads: int | None = None,
 ) -> np.ndarray:
-    """Render .sad bytes to uint8 (H, W, C), at the stored size or another resolution."""
-    from .decoder import output_size, parse
+    """Render a .sad file (a path, or its bytes) to uint8 (H, W, C), at the stored size
+    or another resolution: ``width`` and/or ``height`` (integers; one alone keeps the
+    aspect ratio) or ``scale`` (a positive factor), not both."""
+    from .container import read_header
+    from .decoder import check_decode_cost, output_size, parse
     from .render import render_params
 
-    # Validate the file and the size before starting the backend; parse once.
-    hdr, params = parse(data)
-    out_w, out_h = output_size(hdr, width, height, scale)
+    width = _check_side("width", width)
+    height = _check_side("height", height)
+    scale = _check_scale(scale)
+    if scale is not None and (width is not None or height is not None):
+        raise SadError("--scale cannot be combined with --width/--height")
+    _check_threads(threads)
+    buf, name = _file_data(data, "decode")
+    # Validate the file and the size before starting the backend; the least a decode of
+    # this many sites can cost is checked before the payload is even parsed.
+    with _naming(name):
+        hdr = read_header(buf)
+        out_w, out_h = output_size(hdr, width, height, scale)
+        on_cpu = current_arch() == "cpu" or (current_arch() is None and arch in (None, "cpu"))
+        if on_cpu:  # (the render checks again as it culls; CUDA has no such model)
+            check_decode_cost(out_w, out_h, hdr.k, hdr.channels, hdr.n_sites)
+        hdr, params = parse(buf)
     init_backend(arch, threads)
     return render_params(params, hdr.width, hdr.height, out_w, out_h, hdr.k)
-def read_info(data: bytes) -> dict:
-    """Describe a .sad file without starting Taichi: header fields, bpp, checksum status."""
-    from . import container
 
-    hdr = container.read_header(data)
+
+def read_info(data: FileSource) -> dict:
+    """Describe a .sad file (a path, or its bytes) without starting Taichi: header fields,
+    bpp, checksum status. A file given as bytes whose payload is damaged is described,
+    its damage in "checksum"; a path is read no further than its header declares, so a
+    truncated or padded file is refused when read (SadFormatError)."""
+    buf, name = _file_data(data, "read_info")
+    with _naming(name):
+        hdr = container.read_header(buf)
     status = "ok"
     try:
-        container.read(data)
+        container.read(buf)
     except Exception as exc:  # report, do not raise: info must describe damaged files too
         status = f"failed: {exc}"
     s = hdr.spec
@@ -97,8 +141,8 @@ def read_info(data: bytes) -> dict:
         "channels": hdr.channels,
         "sites": hdr.n_sites,
         "k": hdr.k,
-        "bytes": len(data),
-        "bpp": 8 * len(data) / (hdr.width * hdr.height),
+        "bytes": len(buf),
+        "bpp": 8 * len(buf) / (hdr.width * hdr.height),
         "payload_bytes": hdr.payload_bytes,
         "quantization": {
             "position_step_px": 1 / (1 << s.pos_frac_bits),
@@ -115,3 +159,107 @@ def read_info(data: bytes) -> dict:
         },
         "checksum": status,
     }
+
+
+# ------------------------------------------------------------------------ arguments
+
+
+def _file_data(source: object, func: str) -> tuple[bytes, str | None]:
+    """A .sad file's bytes and, when it was read from a path, that path (for messages)."""
+    if isinstance(source, bytes):
+        return source, None
+    if isinstance(source, (bytearray, memoryview)):
+        return bytes(source), None
+    if isinstance(source, (str, os.PathLike)):
+        name = os.fsdecode(os.fspath(source))
+        return _read_path(source, name), name
+    raise SadTypeError(
+        f"{func}() takes a .sad file as a path (str, os.PathLike) or its bytes (bytes, "
+        f"bytearray, memoryview), got {type(source).__name__}"
+    )
+
+
+def _read_path(path: str | os.PathLike, name: str) -> bytes:
+    """The file's bytes, no further than its header declares (container.read_path)."""
+    try:
+        return container.read_path(path)
+    except SadFormatError as exc:
+        raise SadFormatError(f"cannot read '{name}': {exc}") from None
+    except FileNotFoundError:
+        raise SadError(f"cannot read '{name}': no such file") from None
+    except IsADirectoryError:
+        raise SadError(f"cannot read '{name}': is a directory") from None
+    except PermissionError:
+        raise SadError(f"cannot read '{name}': permission denied") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise SadError(f"cannot read '{name}': {reason}") from None
+
+
+@contextlib.contextmanager
+def _naming(name: str | None):
+    """Name the file in format errors of a file read from a path."""
+    try:
+        yield
+    except SadFormatError as exc:
+        if name is None or str(exc).startswith("cannot read '"):
+            raise
+        raise SadFormatError(f"cannot read '{name}': {exc}") from None
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _image_shape(shape: object) -> tuple[int, int, int]:
+    """(H, W, C) from an image shape (H, W) or (H, W, C); SadError if it is not one."""
+    what = f"shape must be (H, W) or (H, W, C) with C in 1, 3, 4, got {shape!r}"
+    try:
+        dims = tuple(shape)  # type: ignore[arg-type]
+    except TypeError:
+        raise SadTypeError(what) from None
+    if len(dims) not in (2, 3) or not all(_is_int(d) for d in dims):
+        raise SadTypeError(what)
+    h, w = int(dims[0]), int(dims[1])
+    c = int(dims[2]) if len(dims) == 3 else 1
+    if c not in container.CHANNELS:
+        raise SadError(what)
+    if h < 0 or w < 0:
+        raise SadError(what)
+    if h == 0 or w == 0:
+        raise SadError(f"image has zero size ({w}x{h})")
+    if h > container.MAX_SIDE or w > container.MAX_SIDE:
+        raise SadError(f"image too large ({w}x{h}); the limit is {container.MAX_SIDE} per side")
+    return h, w, c
+
+
+def _check_side(name: str, value: object) -> int | None:
+    """An output width or height: None or an integer (its range is output_size's)."""
+    if value is None:
+        return None
+    if not _is_int(value):
+        raise SadTypeError(f"--{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _check_scale(value: object) -> float | None:
+    """An output scale: None or a real number, as a float (its range is output_size's;
+    an integer beyond a float's range is infinite)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise SadTypeError(f"--scale must be a positive number, got {value!r}")
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
+
+
+def _check_threads(value: object) -> None:
+    msg = f"--threads must be a positive integer, got {value!r}"
+    if value is None:
+        return
+    if not _is_int(value):
+        raise SadTypeError(msg)
+    if value < 1:
+        raise SadError(msg)

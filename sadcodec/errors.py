@@ -11,3 +11,11 @@ class SadError(Exception):
 
 class SadFormatError(SadError):
     """A .sad file that is truncated, corrupt, of an unknown version or out of limits."""
+
+
+class SadTypeError(SadError, TypeError):
+    """An argument of the wrong type (``decode(None)``, ``encode(image, bpp="1")``).
+
+    Also a ``TypeError``, so code that catches either sees it; like every SadError its
+    message is one line that names the argument and what it accepts.
+    """

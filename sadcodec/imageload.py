@@ -9,11 +9,12 @@ SadError, never as a Pillow traceback.
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 import struct
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 from PIL import Image, features
@@ -26,6 +27,7 @@ __all__ = [
     "MAX_SIDE",
     "NOTICE_16BIT",
     "load_image",
+    "probe_image",
     "save_image",
 ]
 
@@ -37,6 +39,10 @@ MAX_SIDE = 65535
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 NOTICE_16BIT = "16-bit input reduced to 8 bits per channel"
+# Wide (16-bit, 32-bit, float) samples are reduced to 8 bits this many samples at a time,
+# so the temporaries stay a few MB at any image size: a 10000x10000 16-bit RGBA image
+# held several full-size uint32/int64 copies (over 6 GB) when reduced at once.
+BAND_SAMPLES = 1 << 20
 _SUPPORTED = "PNG, JPEG, BMP, TIFF, GIF, WebP"
 _16BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
@@ -77,6 +83,50 @@ def load_image(path: str | os.PathLike[str], notice: Notice | None = None) -> np
         for note in notes:
             notice(note)
     return arr
+
+
+def probe_image(path: str | os.PathLike[str]) -> tuple[int, int, int]:
+    """The (height, width, channels) that ``load_image`` would return, from the file's
+    header alone: no pixel is decoded, so a caller can refuse an image too large to encode
+    before its pixels take any memory. Raises the SadError ``load_image`` would for a
+    missing, unreadable, unidentified, empty or oversized file (MAX_PIXELS, MAX_SIDE);
+    damage further into the file is only found by ``load_image``."""
+    p = os.fspath(path)
+    if not os.path.exists(p):
+        raise SadError(f"cannot read '{p}': no such file")
+    if os.path.isdir(p):
+        raise SadError(f"cannot read '{p}': is a directory")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with _open(p) as img:
+            w, h = img.size
+            _check_size(p, w, h)
+            orientation = 1
+            # A PNG's getexif() decodes the whole image when no eXIf chunk came before
+            # the pixels: then the orientation is not known yet (it rarely is there).
+            if img.format != "PNG" or "exif" in img.info:
+                try:
+                    from PIL import ExifTags
+
+                    orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
+                except Exception:
+                    pass
+            if orientation in (5, 6, 7, 8):  # a quarter turn: load_image swaps the sides
+                w, h = h, w
+            return h, w, _channels(img)
+
+
+def _channels(img: Image.Image) -> int:
+    """The channel count _to_array gives an image of this mode (1, 3 or 4)."""
+    mode = img.mode
+    if mode in _16BIT_MODES or mode == "F":
+        return 1
+    transparent = img.has_transparency_data
+    if mode in ("1", "L") and not transparent:
+        return 1
+    if mode == "RGBA" or (mode == "RGB" and not transparent):
+        return len(mode)
+    return 4 if transparent or _has_alpha(img) or mode in ("La", "PA") else 3
 
 
 def _open(p: str) -> Image.Image:
@@ -203,6 +253,29 @@ def _decode_wide_color(p: str, img: Image.Image, rawmode: str) -> np.ndarray:
         alt = rawmode[:-1] + "L"
     else:
         alt = rawmode[:-1] + "B"
+    # The low bytes go straight into the output array, then each band of rows is combined
+    # with its high bytes and rounded in place: besides the output, only one decoded image
+    # and one band are held at a time (no full-size copy through tobytes, no 32-bit array).
+    out = _low_bytes(p, alt, notes)
+    img.load()
+    high = _orient(img, notes)
+    if out is None or out.shape[:2] != (high.height, high.width):
+        return np.array(high)  # high bytes only: truncated, not rounded; a fallback
+    for rows in _bands(out.shape):
+        lo = out[rows]
+        if rawmode == "LA;16B":
+            lum = (lo[..., 0].astype(np.uint32) << 8) | lo[..., 1]
+            alpha = (lo[..., 2].astype(np.uint32) << 8) | lo[..., 3]
+            wide = np.stack([lum, lum, lum, alpha], axis=-1)
+        else:
+            wide = (_rows(high, rows).astype(np.uint32) << 8) | lo
+        out[rows] = _round16_samples(wide)
+    return out
+
+
+def _low_bytes(p: str, alt: str, notes: list[str]) -> np.ndarray | None:
+    """The file decoded again with the raw layout ``alt`` (uint8 (H, W, C)); None where
+    Pillow has no such unpacker. The second image is closed before returning."""
     with Image.open(p) as other:
         if getattr(other, "n_frames", 1) > 1:
             other.seek(0)
@@ -210,26 +283,39 @@ def _decode_wide_color(p: str, img: Image.Image, rawmode: str) -> np.ndarray:
             _with_rawmode(other, alt)
             other.load()
         except (ValueError, OSError):
-            other = None  # no twin unpacker: fall back to Pillow's high bytes
-        else:
-            lo = np.asarray(_orient(other, notes))
-    img.load()
-    hi = np.asarray(_orient(img, notes))
-    if other is None or lo.shape != hi.shape:
-        return np.ascontiguousarray(hi)  # truncated, not rounded; close enough as a fallback
-    if rawmode == "LA;16B":
-        lum = (lo[..., 0].astype(np.uint32) << 8) | lo[..., 1]
-        alpha = (lo[..., 2].astype(np.uint32) << 8) | lo[..., 3]
-        wide = np.stack([lum, lum, lum, alpha], axis=-1)
-    else:
-        wide = (hi.astype(np.uint32) << 8) | lo
-    return _round16(wide)
+            return None
+        low = _orient(other, notes)
+        out = np.empty((low.height, low.width, len(low.getbands())), np.uint8)
+        for rows in _bands(out.shape):
+            out[rows] = _rows(low, rows).reshape(out[rows].shape)
+        return out
+
+
+def _rows(img: Image.Image, rows: slice) -> np.ndarray:
+    """A band of rows of a decoded image as an array (a copy of that band only)."""
+    return np.asarray(img.crop((0, rows.start, img.width, rows.stop)))
+
+
+def _bands(shape: tuple[int, ...]) -> Iterator[slice]:
+    """Slices of rows of an array of this shape, about BAND_SAMPLES samples each."""
+    per_row = max(1, math.prod(shape[1:]))
+    step = max(1, BAND_SAMPLES // per_row)
+    for y in range(0, shape[0], step):
+        yield slice(y, min(shape[0], y + step))
+
+
+def _round16_samples(values: np.ndarray) -> np.ndarray:
+    """round(v / 257) for v clipped to [0, 65535], in integers (no ties are possible)."""
+    v = np.clip(values, 0, 65535).astype(np.uint32)
+    return ((v + 128) // 257).astype(np.uint8)
 
 
 def _round16(values: np.ndarray) -> np.ndarray:
-    """round(v / 257) for v in [0, 65535], in integers (no ties are possible)."""
-    v = np.clip(values, 0, 65535).astype(np.uint32)
-    return np.ascontiguousarray(((v + 128) // 257).astype(np.uint8))
+    """_round16_samples over a whole array, a band of rows at a time; C-contiguous."""
+    out = np.empty(values.shape, np.uint8)
+    for rows in _bands(values.shape):
+        out[rows] = _round16_samples(values[rows])
+    return out
 
 
 def _orient(img: Image.Image, notes: list[str]) -> Image.Image:
@@ -253,9 +339,9 @@ def _to_array(img: Image.Image, notes: list[str]) -> np.ndarray:
     mode = img.mode
     if mode in _16BIT_MODES:
         notes.append(NOTICE_16BIT)
-        return _round16(np.asarray(img).astype(np.int64))[..., None]
+        return _round16(np.asarray(img))[..., None]
     if mode == "F":
-        return _from_float(np.asarray(img, dtype=np.float64), notes)[..., None]
+        return _from_float(np.asarray(img), notes)[..., None]
     transparent = img.has_transparency_data
     if mode == "1":
         img = img.convert("L")
@@ -275,15 +361,23 @@ def _has_alpha(img: Image.Image) -> bool:
 
 
 def _from_float(values: np.ndarray, notes: list[str]) -> np.ndarray:
-    """Float samples are either [0, 1] or [0, 255]: guess from the maximum, clip, quantise."""
-    v = np.nan_to_num(values, nan=0.0, posinf=np.inf, neginf=0.0)
-    finite = v[np.isfinite(v)]
-    top = 1.0 if finite.size == 0 or float(finite.max()) <= 1.0 else 255.0
+    """Float samples are either [0, 1] or [0, 255]: guess from the maximum finite sample
+    (NaN and -inf count as 0, +inf as the top), clip, quantise; in float64, a band of rows
+    at a time."""
+    top = 1.0
+    for rows in _bands(values.shape):
+        band = values[rows]
+        if bool((band[np.isfinite(band)] > 1.0).any()):
+            top = 255.0
+            break
     notes.append(
         f"floating-point input clipped to [0, {top:g}] and converted to 8 bits per channel"
     )
-    scaled = np.clip(v, 0.0, top) * (255.0 / top)
-    return np.ascontiguousarray(np.rint(scaled).astype(np.uint8))
+    out = np.empty(values.shape, np.uint8)
+    for rows in _bands(values.shape):
+        v = np.nan_to_num(values[rows].astype(np.float64), nan=0.0, posinf=np.inf, neginf=0.0)
+        out[rows] = np.rint(np.clip(v, 0.0, top) * (255.0 / top)).astype(np.uint8)
+    return out
 
 
 # ----------------------------------------------------------------------------------- saving

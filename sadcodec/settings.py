@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+import re
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from .errors import SadError
+from .errors import SadError, SadTypeError
 from .fit.config import FitConfig
 from .quantize import QuantSpec
 from .writer import fixed_bytes, make_estimator, make_writer, smallest_file
@@ -41,6 +43,63 @@ DENSE_ITERATION_SCALE = 1.5
 DENSE_SCALE_UP_TO = 1600
 DENSE_SUBSAMPLE_UNTIL = 0.3
 
+# An encode's peak memory, estimated from the image size and the settings before any work
+# starts, so that an image too large for the machine is refused in one line instead of
+# swapping or being killed. The terms follow what a fit allocates (sadcodec/fit/state.py,
+# paths.py, topk.py, colour_ls.py, init.py); their sizes were fitted to the peak RSS of
+# real encodes and rounded up, so the estimate stays above every measured peak:
+#
+#   bytes = MEMORY_BASE
+#         + pixels * (MEMORY_PER_PIXEL + MEMORY_PER_MAP_SLOT * K + MEMORY_PER_SAMPLE * C)
+#         + min(pixels, MEMORY_CHUNK_PIXELS) * MEMORY_PER_CHUNK_PIXEL
+#         + site capacity * MEMORY_PER_SITE
+#
+# MEMORY_BASE: Python, numpy, scipy, the Taichi runtime and its compiled kernels.
+# MEMORY_PER_MAP_SLOT: the (H, W, K) arrays held while fitting: the int32 top-K map, its
+# slot-stable copy, the float32 softmax weights of the colour phase and, on the GPU path
+# (or where tile culling declines), jump flooding's second map: 4 x 4 bytes.
+# MEMORY_PER_SAMPLE: per pixel and channel: the uint8 input, the float32 target on the
+# host and on the device, and the float64 temporaries of init's blur.
+# MEMORY_PER_PIXEL: the rest per pixel: init's detail map and sampling weights, the loss
+# rows, tile culling's lists, the render that measures the written file.
+# MEMORY_PER_CHUNK_PIXEL: colour_ls builds the colour phase's normal equations from
+# slices of CHUNK_PIXELS pixels (its sparse weight rows in float64, their product), so
+# this term stops growing there.
+# MEMORY_PER_SITE: per site of the fit's capacity (CAPACITY_FACTOR times the budget's
+# first site goal at BITS_PER_SITE_GUESS bits, plus CAPACITY_SLACK; sadcodec.fit.schedule
+# and .densify): the sites, Adam's moments, the per-site table, GRAD_BANDS gradient
+# slices, the normal equations' sparse matrix, the writer's copies.
+#
+# Measured: peak RSS of fresh CPU processes encoding kodim23 resized (and noise, which
+# gave the same), 50 iterations (memory does not depend on them: 768x512 at 1 bpp peaks
+# at 309 MiB at 50 iterations, 308 at 400, 306 at the default 1600), Taichi's cache warm
+# (cold: +10 MiB). A least-squares fit over 23 encodes gives 157 MiB + 150 B a pixel
+# (K = 8) + 9.6 B a sample + 167 B a chunk pixel + 1450 B a site; the constants below
+# give 1.17-1.31x the measured peak, MiB measured (estimated):
+#   256x256    RGB 1 bpp 176 (230), 64 bpp 382 (463); RGBA 64 bpp 397 (464)
+#   768x512    RGB 1 bpp 309 (378), 2 bpp 337 (400), 8 bpp 429 (533); gray 1 bpp 298
+#              (366); RGBA 2 bpp 333 (406)
+#   1536x1024  RGB 1 bpp 674 (817), 2 bpp 736 (905); RGBA 2 bpp 760 (929)
+#   3072x2048  RGB 1 bpp 1700 (2091); RGBA 2 bpp 2060 (2542)
+# tests/test_encode.py checks a fresh process's peak against its estimate.
+MEMORY_BASE = 200 << 20
+MEMORY_PER_PIXEL = 48
+MEMORY_PER_MAP_SLOT = 16
+MEMORY_PER_SAMPLE = 16
+MEMORY_PER_CHUNK_PIXEL = 192
+MEMORY_CHUNK_PIXELS = 1 << 20  # = sadcodec.colour_ls.CHUNK_PIXELS
+MEMORY_PER_SITE = 1700
+# The fit's site capacity (sadcodec.fit.schedule.CAPACITY_FACTOR and CAPACITY_SLACK, over
+# sadcodec.fit.densify.BITS_PER_SITE_GUESS); repeated here so that settings need not
+# import the fit (and Taichi); tests/test_settings.py checks that they agree.
+CAPACITY_FACTOR = 1.6
+CAPACITY_SLACK = 64
+BITS_PER_SITE_GUESS = 46.0
+# Without --max-memory, an encode may use this share of the machine's memory (physical
+# memory, or the cgroup's limit where that is lower).
+DEFAULT_MEMORY_SHARE = 0.75
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
 
 @dataclass(frozen=True)
 class EncodeSettings:
@@ -53,6 +112,8 @@ class EncodeSettings:
     budget_bytes: int  # floor(bpp * W * H / 8): the whole file, header included
     spec: QuantSpec
     fit: FitConfig
+    memory_bytes: int = 0  # estimated peak memory of the encode (estimate_memory)
+    max_memory: int | None = None  # the limit it was checked against (None: unknown)
 
     def rate_target(self) -> RateTarget:
         from .fit.rate import RateTarget
@@ -94,17 +155,141 @@ def fit_config(bpp: float, iterations: int, *, k: int = DEFAULT_K, seed: int = 0
 
 
 def check_bpp(bpp: object) -> float:
-    """The target rate as a float, or SadError."""
-    ok = isinstance(bpp, numbers.Real) and not isinstance(bpp, bool)
-    if not ok or not (math.isfinite(bpp) and 0 < bpp <= MAX_BPP):
-        raise SadError(f"--bpp must be a number in (0, {MAX_BPP:g}], got {bpp!r}")
-    return float(bpp)
+    """The target rate as a float, or SadError (SadTypeError if it is not a number)."""
+    msg = f"--bpp must be a number in (0, {MAX_BPP:g}], got {bpp!r}"
+    if isinstance(bpp, bool) or not isinstance(bpp, numbers.Real):
+        raise SadTypeError(msg)
+    value = _as_float(bpp, msg)
+    if not (math.isfinite(value) and 0 < value <= MAX_BPP):
+        raise SadError(msg)
+    return value
+
+
+def _as_float(value: numbers.Real, msg: str) -> float:
+    try:
+        return float(value)
+    except (OverflowError, ValueError):  # an integer beyond a float's range
+        raise SadError(msg) from None
 
 
 def _check_int(name: str, value: object, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not lo <= value <= hi:
-        raise SadError(f"--{name} must be an integer in {lo}..{hi}, got {value!r}")
+    msg = f"--{name} must be an integer in {lo}..{hi}, got {value!r}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise SadTypeError(msg)
+    if not lo <= value <= hi:
+        raise SadError(msg)
     return int(value)
+
+
+def site_capacity(budget_bytes: int) -> int:
+    """The fit's site capacity for a budget (sadcodec.fit.schedule.fit_to_budget)."""
+    site_bytes = budget_bytes - fixed_bytes()
+    goal = max(4, int(site_bytes * 8 / BITS_PER_SITE_GUESS))
+    return int(goal * CAPACITY_FACTOR) + CAPACITY_SLACK
+
+
+def estimate_memory(
+    width: int, height: int, channels: int, budget_bytes: int, k: int = DEFAULT_K
+) -> int:
+    """Peak memory of an encode in bytes, an upper bound (the formula above)."""
+    pixels = width * height
+    per_pixel = MEMORY_PER_PIXEL + MEMORY_PER_MAP_SLOT * k + MEMORY_PER_SAMPLE * channels
+    return int(
+        MEMORY_BASE
+        + pixels * per_pixel
+        + min(pixels, MEMORY_CHUNK_PIXELS) * MEMORY_PER_CHUNK_PIXEL
+        + site_capacity(budget_bytes) * MEMORY_PER_SITE
+    )
+
+
+def _cgroup_limit() -> int | None:
+    """This process's cgroup memory limit (v2 or v1), or None where there is none."""
+    paths = ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]
+    try:
+        with open("/proc/self/cgroup") as f:
+            for line in f:
+                _, controllers, path = line.rstrip("\n").split(":", 2)
+                if controllers == "":
+                    paths.append(f"/sys/fs/cgroup{path}/memory.max")
+                elif "memory" in controllers.split(","):
+                    paths.append(f"/sys/fs/cgroup/memory{path}/memory.limit_in_bytes")
+    except (OSError, ValueError):
+        pass
+    limits = []
+    for path in paths:
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 1 << 60:  # v1 says "no limit" with ~2^63
+            limits.append(int(text))
+    return min(limits) if limits else None
+
+
+def machine_memory() -> int | None:
+    """The memory this process may use: physical memory, or the cgroup's limit where that
+    is lower; None where neither is known."""
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        total = None
+    limit = _cgroup_limit()
+    known = [m for m in (total, limit) if m is not None and m > 0]
+    return min(known) if known else None
+
+
+def default_max_memory() -> int | None:
+    """The memory limit of an encode without --max-memory (None: unknown, not checked)."""
+    total = machine_memory()
+    return None if total is None else int(total * DEFAULT_MEMORY_SHARE)
+
+
+def parse_memory(value: object) -> int:
+    """A memory size in bytes: a positive number, or a string such as "8G", "512M",
+    "1.5GiB" or "1000000" (K, M, G, T are powers of 1024); SadError otherwise."""
+    msg = f"--max-memory must be a size in bytes, or with a unit such as 8G or 512M, got {value!r}"
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:([kmgt])(?:i?b)?|b)?\s*", value, re.I)
+        if m is None:
+            raise SadError(msg)
+        number = float(m.group(1)) * _UNITS[(m.group(2) or "").lower()]
+    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+        number = _as_float(value, msg)
+    else:
+        raise SadTypeError(msg)
+    if not (math.isfinite(number) and number >= 1):
+        raise SadError(msg)
+    return int(number)
+
+
+def format_bytes(n: float) -> str:
+    """Bytes for people: 1.5 GiB, 300 MiB."""
+    if n >= 1 << 30:
+        return f"{n / (1 << 30):.1f} GiB"
+    return f"{n / (1 << 20):.0f} MiB"
+
+
+def check_memory(
+    width: int, height: int, bpp: float, estimate: int, max_memory: object = None
+) -> int | None:
+    """The limit an encode's estimated peak memory must stay under (``max_memory``, else
+    DEFAULT_MEMORY_SHARE of the machine's); SadError, in one line, when it does not."""
+    if max_memory is None:
+        limit = default_max_memory()
+        total = machine_memory()
+        where = f"{DEFAULT_MEMORY_SHARE:.0%} of this machine's {format_bytes(total or 0)}"
+    else:
+        limit = parse_memory(max_memory)
+        where = "--max-memory"
+    if limit is not None and estimate > limit:
+        raise SadError(
+            f"a {width}x{height} image at {bpp:g} bpp needs about {format_bytes(estimate)} "
+            f"of memory to encode (estimated), over the limit of {format_bytes(limit)} "
+            f"({where}); raise it with --max-memory (max_memory= in bytes in the Python "
+            f"API), e.g. --max-memory {math.ceil(estimate / (1 << 30))}G"
+        )
+    return limit
 
 
 def encode_settings(
@@ -117,8 +302,11 @@ def encode_settings(
     iterations: int | None = None,
     seed: int = 0,
     k: int = DEFAULT_K,
+    max_memory: object = None,
 ) -> EncodeSettings:
-    """Validate the arguments and derive the settings of an encode; SadError if invalid."""
+    """Validate the arguments and derive the settings of an encode; SadError if invalid,
+    or if the encode's estimated peak memory (estimate_memory) is over ``max_memory``
+    (bytes, or a string such as "8G"; default: DEFAULT_MEMORY_SHARE of the machine's)."""
     bpp = check_bpp(bpp)
     seed = _check_int("seed", seed, 0, MAX_SEED)
     if effort is not None and iterations is not None:
@@ -141,6 +329,8 @@ def encode_settings(
             f"budget too small: {bpp:g} bpp is {budget} bytes for {width}x{height}; the "
             f"smallest file is {need} bytes ({least:.4f} bpp)"
         )
+    memory = estimate_memory(width, height, channels, budget, k)
+    limit = check_memory(width, height, bpp, memory, max_memory)
     return EncodeSettings(
         width=width,
         height=height,
@@ -149,4 +339,6 @@ def encode_settings(
         budget_bytes=budget,
         spec=spec,
         fit=fit_config(bpp, iterations, k=k, seed=seed),
+        memory_bytes=memory,
+        max_memory=limit,
     )

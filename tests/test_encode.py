@@ -1,6 +1,8 @@
 """Encoder behaviour through the Python API: budget, quality, determinism, channels."""
 
 import os
+import re
+import time
 
 import numpy as np
 import pytest
@@ -121,3 +123,131 @@ def test_bad_seed_is_refused(seed):
     img = np.zeros((16, 16, 3), np.uint8)
     with pytest.raises(SadError, match="--seed must be an integer"):
         sadcodec.encode(img, 8.0, seed=seed, iterations=1)
+
+
+# ------------------------------------------------------------------ memory
+
+
+def test_psnr_is_exact_over_every_sample():
+    from sadcodec.encoder import psnr
+
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 256, (700, 900, 3), dtype=np.uint8)  # more than one slice
+    b = rng.integers(0, 256, a.shape, dtype=np.uint8)
+    d = a.astype(np.float64) - b
+    assert psnr(a, b) == pytest.approx(10 * np.log10(255.0**2 / np.mean(d * d)), abs=1e-9)
+    assert psnr(a, a) == float("inf")
+
+
+_MEASURE = """
+import resource, sys
+import numpy as np
+from PIL import Image
+import sadcodec
+img = np.asarray(Image.open(sys.argv[1]).convert("RGBA").crop((0, 0, 192, 128)))
+s = sadcodec.encode_settings(img.shape, 16.0, iterations=30)
+sadcodec.encode(img, 16.0, iterations=30, stats=True)
+print(s.memory_bytes, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+"""
+
+
+@pytest.mark.skipif(
+    os.environ.get("SAD_TEST_ARCH", "cpu") != "cpu" or not os.path.exists("/proc/self/statm"),
+    reason="the estimate is calibrated for CPU encodes; ru_maxrss in KiB is Linux's",
+)
+def test_the_memory_estimate_covers_a_real_encode():
+    """A fresh process encodes (sites dense enough to make the per-site term count) and
+    its peak RSS stays under the estimate settings made for it."""
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sample = os.path.join(root, "samples", "kodim23.png")
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", _MEASURE, sample],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    estimate, peak = map(int, out.stdout.split()[-2:])
+    assert peak <= estimate, (peak, estimate)
+
+
+def _sad(args, capsys, monkeypatch):
+    """`sad ARGS` in-process (as tests/test_cli.py runs it); (exit code, stderr)."""
+    import sys
+
+    from sadcodec import cli
+
+    monkeypatch.setattr(sys, "argv", ["sad", *map(str, args)])
+    code = 0
+    try:
+        cli.main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    return code, capsys.readouterr().err
+
+
+def _declared_png(width, height):
+    """A PNG header declaring width x height gray pixels, and almost no pixel data."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(bytes(16)))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_cli_refuses_an_image_too_large_for_memory_from_its_header(tmp_path, capsys, monkeypatch):
+    """A small PNG declaring 65535x1525 pixels went past 6 GB in seconds; now the size in
+    its header is refused, in one line, before its pixels are decoded."""
+    from sadcodec import settings
+
+    src, dst = tmp_path / "wide.png", tmp_path / "wide.sad"
+    src.write_bytes(_declared_png(65535, 1525))
+    monkeypatch.setattr(settings, "machine_memory", lambda: 8 << 30)
+    start = time.perf_counter()
+    code, err = _sad(["encode", src, "-o", dst, "-q"], capsys, monkeypatch)
+    assert time.perf_counter() - start < 5
+    assert code == 1 and err.count("\n") == 1, err
+    assert re.fullmatch(
+        r"sad: error: cannot encode '\S+wide.png': a 65535x1525 image at 1 bpp needs about "
+        r"[\d.]+ GiB of memory to encode \(estimated\), over the limit of 6.0 GiB \(75% of "
+        r"this machine's 8.0 GiB\); raise it with --max-memory \(max_memory= in bytes in the "
+        r"Python API\), e.g. --max-memory \d+G\n",
+        err,
+    ), err
+    assert not dst.exists()
+    code, err = _sad(["encode", src, "-o", dst, "--max-memory", "2G"], capsys, monkeypatch)
+    assert code == 1 and "over the limit of 2.0 GiB (--max-memory)" in err
+    # Let through, the decode finds the missing pixels: the size was checked first.
+    code, err = _sad(["encode", src, "-o", dst, "--max-memory", "1T"], capsys, monkeypatch)
+    assert code == 1 and "corrupt or truncated PNG file" in err
+
+
+def test_cli_max_memory(tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    src, dst = tmp_path / "a.png", tmp_path / "a.sad"
+    Image.fromarray(_scene()).save(src)
+    code, err = _sad(["encode", src, "-o", dst, "--max-memory", "lots"], capsys, monkeypatch)
+    assert code == 1 and "--max-memory must be a size" in err and not dst.exists()
+    code, err = _sad(["encode", src, "-o", dst, "--max-memory", "1M"], capsys, monkeypatch)
+    assert code == 1 and "over the limit of 1 MiB (--max-memory)" in err
+    args = ["encode", src, "-o", dst, "--max-memory", "8G", "--iterations", "20", "-q"]
+    assert _sad(args, capsys, monkeypatch) == (0, "")
+    assert sadcodec.read_info(str(dst))["width"] == 48

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image, features
 
+from sadcodec import imageload
 from sadcodec.errors import SadError
-from sadcodec.imageload import MAX_PIXELS, NOTICE_16BIT, load_image, save_image
+from sadcodec.imageload import MAX_PIXELS, NOTICE_16BIT, load_image, probe_image, save_image
 
 # ------------------------------------------------------------------ hand-built files
 
@@ -83,6 +84,8 @@ def _load(path: Path) -> tuple[np.ndarray, list[str]]:
     notes: list[str] = []
     arr = load_image(path, notes.append)
     assert arr.dtype == np.uint8 and arr.ndim == 3 and arr.flags.c_contiguous
+    # The header alone tells the shape the decode gives (every test below checks it).
+    assert probe_image(path) == arr.shape
     return arr, notes
 
 
@@ -358,6 +361,65 @@ def test_above_limit_but_below_pillow_error_refused(tmp_path: Path) -> None:
         warnings.simplefilter("error")  # Pillow's DecompressionBombWarning must not leak
         with pytest.raises(SadError, match=r"12000x10000 = 120000000 pixels"):
             load_image(tmp_path / "big.png")
+
+
+def test_probe_reads_the_header_only(tmp_path: Path) -> None:
+    """The declared size, before any pixel is decoded: the encoder checks its memory
+    against it (a 97 KB PNG declaring 65535x1525 pixels took over 6 GB in the fit)."""
+    (tmp_path / "wide.png").write_bytes(_header_only_png(65535, 1525))
+    start = time.perf_counter()
+    assert probe_image(tmp_path / "wide.png") == (1525, 65535, 3)
+    assert time.perf_counter() - start < 0.5
+    with pytest.raises(SadError, match="corrupt or truncated PNG"):
+        load_image(tmp_path / "wide.png")  # the data is missing: decoding would find out
+    (tmp_path / "bomb.png").write_bytes(_header_only_png(100_000, 100_000))
+    with pytest.raises(SadError, match="too large"):
+        probe_image(tmp_path / "bomb.png")
+    for name, message in (("missing.png", "no such file"), (".", "is a directory")):
+        with pytest.raises(SadError, match=message):
+            probe_image(tmp_path / name)
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(SadError, match="file is empty"):
+        probe_image(tmp_path / "empty.png")
+
+
+@pytest.mark.parametrize("channels", [1, 2, 4])
+def test_wide_samples_are_reduced_in_bands(tmp_path: Path, channels: int) -> None:
+    """16-bit input becomes 8 bits a band of rows at a time: the traced allocations stay
+    near the uint8 output (a 10000x10000 16-bit RGBA PNG took over 6 GB to load when it
+    was reduced at once, in uint32/int64 copies of the whole image)."""
+    import tracemalloc
+
+    h, w = 1500, 2000
+    vals = np.random.default_rng(5).integers(0, 65536, (h, w, channels)).astype(np.uint16)
+    (tmp_path / "w.png").write_bytes(_png16(vals[..., 0] if channels == 1 else vals))
+    want = ((vals.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    tracemalloc.start()
+    try:
+        arr = load_image(tmp_path / "w.png")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    if channels == 2:  # gray + alpha expands to RGBA
+        want = want[..., [0, 0, 0, 1]]
+    np.testing.assert_array_equal(arr, want)
+    # Measured: 20-29 MiB traced (the output, bands of 2^20 samples in uint32 and the
+    # file's rows); 57 MiB (gray), 205-228 MiB (RGBA, gray + alpha) when reduced at once.
+    assert imageload.BAND_SAMPLES == 1 << 20
+    assert peak < 3 * arr.nbytes + (20 << 20), (peak, arr.nbytes)
+
+
+def test_float_samples_are_reduced_in_bands(tmp_path: Path, monkeypatch) -> None:
+    """A float image larger than a band: the same result as one pass over all of it."""
+    monkeypatch.setattr(imageload, "BAND_SAMPLES", 1000)
+    vals = np.random.default_rng(6).uniform(-0.5, 1.4, (90, 70)).astype(np.float32)
+    vals[3, 4], vals[50, 60], vals[80, 1] = np.nan, np.inf, -np.inf
+    Image.fromarray(vals, mode="F").save(tmp_path / "f.tif")
+    arr, notes = _load(tmp_path / "f.tif")
+    v = np.nan_to_num(vals.astype(np.float64), nan=0.0, posinf=np.inf, neginf=0.0)
+    want = np.rint(np.clip(v, 0.0, 255.0)).astype(np.uint8)  # max > 1: the [0, 255] range
+    np.testing.assert_array_equal(arr[..., 0], want)
+    assert notes == ["floating-point input clipped to [0, 255] and converted to 8 bits per channel"]
 
 
 def test_too_wide_refused(tmp_path: Path) -> None:
