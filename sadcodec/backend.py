@@ -5,10 +5,57 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import tempfile
 
 from .errors import SadError
 
 _state: dict = {}
+
+_CANNOT_START = "cannot start the compute backend"
+
+
+def preflight():
+    """Check what importing and starting Taichi needs, import it, and return the module.
+
+    Taichi's import asks Python for a temporary directory (tempfile.gettempdir, which
+    writes a test file there) and fails deep inside with "No usable temporary directory
+    found" when there is none, or when the file size limit (ulimit -f) is 0. Here that is a
+    one-line SadError naming the cause, raised before any work; so is any other failure
+    of the import. The CLI calls this before a command's work starts; it is cheap once done.
+    """
+    try:
+        tempfile.gettempdir()
+    except OSError:
+        raise SadError(f"{_CANNOT_START}: {_no_tempdir_cause()}") from None
+    os.environ.setdefault("ENABLE_TAICHI_HEADER_PRINT", "False")
+    try:
+        import taichi as ti
+    except Exception as exc:
+        raise SadError(f"{_CANNOT_START}: importing Taichi failed: {_brief(exc)}") from None
+    return ti
+
+
+def _no_tempdir_cause() -> str:
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        unlimited = limit == resource.RLIM_INFINITY
+    except (ImportError, AttributeError, OSError, ValueError):
+        unlimited = True
+    if not unlimited and limit < 4096:
+        return f"the file size limit (ulimit -f) is {limit} bytes; no file can be written"
+    where = os.environ.get("TMPDIR")
+    tried = f"TMPDIR={where!r}, " if where else ""
+    return (
+        f"no usable temporary directory ({tried}/tmp, /var/tmp, /usr/tmp and the current "
+        "directory are not writable); set TMPDIR to a writable directory"
+    )
+
+
+def _brief(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 def init_backend(arch: str | None = "cpu", threads: int | None = None) -> str:
@@ -26,8 +73,7 @@ def init_backend(arch: str | None = "cpu", threads: int | None = None) -> str:
         if arch not in ("auto", _state["arch"]):
             raise SadError(f"backend already started on {_state['arch']}, cannot switch to {arch}")
         return _state["arch"]
-    os.environ.setdefault("ENABLE_TAICHI_HEADER_PRINT", "False")
-    import taichi as ti
+    ti = preflight()
 
     kwargs = dict(
         offline_cache=True,
@@ -55,8 +101,11 @@ def init_backend(arch: str | None = "cpu", threads: int | None = None) -> str:
             with contextlib.suppress(Exception):
                 ti.reset()
     if chosen is None:
-        with contextlib.redirect_stdout(buf):
-            ti.init(arch=ti.cpu, **kwargs)
+        try:
+            with contextlib.redirect_stdout(buf):
+                ti.init(arch=ti.cpu, **kwargs)
+        except Exception as exc:
+            raise SadError(f"{_CANNOT_START} on the CPU: {_brief(exc)}") from None
         chosen = "cpu"
     _plain_source_positions(ti)
     _state["arch"] = chosen

@@ -1,31 +1,44 @@
 """The `sad` command: encode, decode, info. A thin layer over the Python API.
 
 Conventions (like cwebp / avifenc / cjxl): results go to files, progress and the one-line
-summary go to stderr, stdout is only used by `sad info`. Every failure is one line:
+summary go to stderr, stdout is only used by `sad info`. Every failure is one line, and
+everything that can be checked (arguments, the input, the output path, the environment the
+compute backend needs) is checked before the work starts. Exit statuses:
 
-* ``sad: error: <message>``, exit 1, for bad input, bad files and bad arguments (SadError);
-* ``sad: error: <message> (see 'sad CMD --help')``, exit 2, for usage errors found by click;
-* ``sad: interrupted``, exit 130, on Ctrl-C;
-* ``sad: internal error: <type>: <message>``, exit 2, for bugs (``SAD_DEBUG=1`` shows the
-  traceback instead).
+* 0: done;
+* 1, ``sad: error: <message>``: an input, output or data error, a bad value (SadError),
+  or an environment the backend cannot start in (no usable temporary directory, ulimit -f);
+* 2, ``sad: error: <message> (see 'sad CMD --help')``: a usage error found by click;
+  also 2, ``sad: internal error: <type>: <message>``: a bug (``SAD_DEBUG=1`` shows the
+  traceback instead);
+* 130, ``sad: interrupted``: Ctrl-C (SIGINT); 143, ``sad: terminated``: SIGTERM. Either way
+  the cleanup runs: no temporary file is left and an existing output is untouched, unless
+  the output had already been written in full, which the message then says
+  (``sad: interrupted after writing 'x.sad' (the file is complete)``).
 
-Output files are written atomically, so a failure never leaves a partial file behind.
+Output files are written atomically (sadcodec.atomic), so a failure never leaves a partial
+file behind; a FIFO or a character device given as the output is written into, not replaced.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
 import os
+import signal
+import stat
 import sys
+import threading
 import time
 
 import click
 
 from . import __version__
 from .api import MAX_BPP, MAX_SEED
-from .backend import shutdown
+from .atomic import recording_writes
+from .backend import preflight, shutdown
 from .errors import SadError, SadFormatError
 
 _CHANNEL_NAMES = {1: "gray", 3: "RGB", 4: "RGBA"}
@@ -53,9 +66,18 @@ def _debug() -> bool:
 
 
 def _read_bytes(path: str) -> bytes:
+    """A .sad file's bytes, reading only what its header declares (a file, pipe or device:
+    endless or padded input is refused at once, container.read_stream). Unbuffered, so
+    no read-ahead takes more than the one byte probed after the file either."""
+    from .container import read_stream
+
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        with open(path, "rb", buffering=0) as f:
+            return read_stream(f)
+    except SadFormatError as exc:
+        # A plain SadError: the message names the file already, so callers' _reading
+        # (which prefixes format errors) leaves it as it is.
+        raise SadError(f"cannot read '{path}': {_one_line(exc)}") from None
     except FileNotFoundError:
         raise SadError(f"cannot read '{path}': no such file") from None
     except IsADirectoryError:
@@ -84,6 +106,68 @@ def _check_image_extension(path: str) -> None:
     if formats is not None and ext not in formats:
         what = f"unknown image extension '{ext}'" if ext else "no file extension"
         raise SadError(f"cannot write '{path}': {what}; use one of {', '.join(formats)}")
+
+
+_INPUT_ERRORS = {
+    errno.ENOENT: "no such file",
+    errno.ENOTDIR: "no such file (a component of the path is not a directory)",
+    errno.ELOOP: "too many levels of symbolic links",
+    errno.ENAMETOOLONG: "file name too long",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+}
+
+
+def _check_input(path: str) -> None:
+    """Refuse an input that cannot be opened, with the reason, before anything else.
+
+    Only the path is looked up (a FIFO or device is not opened here); whether the file
+    can be read is found when it is read, which reports "permission denied" the same way.
+    """
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        reason = _INPUT_ERRORS.get(exc.errno) or exc.strerror or type(exc).__name__
+        raise SadError(f"cannot read '{path}': {reason}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise SadError(f"cannot read '{path}': is a directory")
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that every cleanup path runs."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_handled():
+    """While a command runs, SIGTERM (kill, timeout, a container stopping) ends it as
+    Ctrl-C does: cleanup, one line, exit 143, instead of dying with a temporary file left.
+    Left alone when SIGTERM is ignored (as started by nohup-like tools) or set outside
+    Python, and outside the main thread, where handlers cannot be set."""
+    old = None
+    if threading.current_thread() is threading.main_thread():
+        current = signal.getsignal(signal.SIGTERM)
+        if current is not None and current != signal.SIG_IGN:
+            old = current
+            signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+
+
+def _interrupted(exc: BaseException, written: list[str]) -> None:
+    """Say how the command was stopped, and whether its output is complete; exit 130/143."""
+    what, code = ("terminated", 143) if isinstance(exc, _Terminated) else ("interrupted", 130)
+    if written:
+        click.echo(f"sad: {what} after writing '{written[-1]}' (the file is complete)", err=True)
+    else:
+        click.echo(f"sad: {what}", err=True)
+    sys.exit(code)
 
 
 class _Progress:
@@ -129,37 +213,42 @@ def _guard(fn):
 
     @functools.wraps(fn)
     def run(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except click.exceptions.ClickException:
-            raise  # usage errors: formatted by main()
-        except (click.exceptions.Exit, click.exceptions.Abort):
-            raise
-        except SadError as exc:
-            _err(_one_line(exc))
-            sys.exit(1)
-        except KeyboardInterrupt:
-            click.echo("sad: interrupted", err=True)
-            sys.exit(130)
-        except BrokenPipeError:
-            # `sad info x.sad | head -1`: the reader went away; nothing left to say.
-            try:
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, sys.stdout.fileno())
-            except (OSError, ValueError, AttributeError):
-                pass
-            sys.exit(1)
-        except MemoryError:
-            _err("out of memory")
-            sys.exit(1)
-        except Exception as exc:  # a bug: still one line, unless debugging
-            if _debug():
-                raise
-            msg = _one_line(exc) if str(exc).strip() else ""
-            click.echo(f"sad: internal error: {type(exc).__name__}: {msg}", err=True)
-            sys.exit(2)
+        with recording_writes() as written:
+            return _guarded(fn, written, *args, **kwargs)
 
     return run
+
+
+def _guarded(fn, written: list[str], *args, **kwargs):
+    """_guard's body; ``written`` lists the outputs written in full so far."""
+    try:
+        return fn(*args, **kwargs)
+    except click.exceptions.ClickException:
+        raise  # usage errors: formatted by main()
+    except (click.exceptions.Exit, click.exceptions.Abort):
+        raise
+    except SadError as exc:
+        _err(_one_line(exc))
+        sys.exit(1)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (_Terminated)
+        _interrupted(exc, written)
+    except BrokenPipeError:
+        # `sad info x.sad | head -1`: the reader went away; nothing left to say.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        sys.exit(1)
+    except MemoryError:
+        _err("out of memory")
+        sys.exit(1)
+    except Exception as exc:  # a bug: still one line, unless debugging
+        if _debug():
+            raise
+        msg = _one_line(exc) if str(exc).strip() else ""
+        click.echo(f"sad: internal error: {type(exc).__name__}: {msg}", err=True)
+        sys.exit(2)
 
 
 _arch_option = click.option(
@@ -181,9 +270,17 @@ _threads_option = click.option(
 _quiet_option = click.option(
     "-q", "--quiet", is_flag=True, help="Print nothing but errors (no progress, no summary)."
 )
+# Paths are checked by the commands themselves (_check_input, check_output_path): click's
+# own readability check would make an unreadable file a usage error (exit 2) while a
+# missing one is a file error (exit 1).
+_PATH = click.Path(readable=False)
+_EPILOG = (
+    "Exit status: 0 done, 1 input/output/data error, 2 usage error (or internal error), "
+    "130 interrupted (Ctrl-C), 143 terminated (SIGTERM)."
+)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=_EPILOG)
 @click.version_option(
     __version__, "-V", "--version", prog_name="sad", message="%(prog)s %(version)s"
 )
@@ -199,8 +296,8 @@ def cli() -> None:
 
 
 @cli.command()
-@click.argument("input", type=click.Path())
-@click.option("-o", "--output", required=True, type=click.Path(), help="Output .sad file.")
+@click.argument("input", type=_PATH)
+@click.option("-o", "--output", required=True, type=_PATH, help="Output .sad file.")
 @click.option(
     "--bpp",
     type=float,
@@ -228,24 +325,43 @@ def cli() -> None:
     show_default=True,
     help="Random seed; the same input, options and seed give the same file on the CPU.",
 )
+@click.option(
+    "--max-memory",
+    default=None,
+    metavar="SIZE",
+    show_default="75% of the machine's memory",
+    help="Refuse an encode whose estimated peak memory is over SIZE: bytes, or with a unit "
+    "(K, M, G, T: powers of 1024), e.g. 8G.",
+)
 @_arch_option
 @_threads_option
 @_quiet_option
 @_guard
-def encode(input, output, bpp, effort, iterations, seed, arch, threads, quiet):
+def encode(input, output, bpp, effort, iterations, seed, max_memory, arch, threads, quiet):
     """Compress an image (PNG, JPEG, BMP, TIFF, GIF, WebP) to a .sad file."""
     from . import api
     from .atomic import atomic_write_bytes, check_output_path
-    from .imageload import load_image
+    from .imageload import load_image, probe_image
 
     if effort is not None and iterations is not None:
         raise click.UsageError("give --effort or --iterations, not both")
-    img = load_image(input, notice=_notice)
-    try:
-        api.encode_settings(img.shape, bpp, seed=seed, effort=effort, iterations=iterations)
-    except SadError as exc:
-        raise SadError(f"cannot encode '{input}': {_one_line(exc)}") from None
+    _check_input(input)
     check_output_path(input, output)  # before the long encode, not after it
+
+    def check(shape: tuple[int, ...]) -> None:
+        try:
+            api.encode_settings(
+                shape, bpp, seed=seed, effort=effort, iterations=iterations, max_memory=max_memory
+            )
+        except SadError as exc:
+            raise SadError(f"cannot encode '{input}': {_one_line(exc)}") from None
+
+    # The size the header declares first: an image too large to encode (its memory
+    # included) is refused before its pixels are decoded; then the decoded shape.
+    check(probe_image(input))
+    img = load_image(input, notice=_notice)
+    check(img.shape)
+    preflight()
     progress = _Progress(not quiet)
     try:
         result = api.encode(
@@ -258,6 +374,7 @@ def encode(input, output, bpp, effort, iterations, seed, arch, threads, quiet):
             threads=threads,
             progress=progress,
             stats=True,
+            max_memory=max_memory,
         )
     finally:
         progress.close()
@@ -275,12 +392,12 @@ def encode(input, output, bpp, effort, iterations, seed, arch, threads, quiet):
 
 
 @cli.command()
-@click.argument("input", type=click.Path())
+@click.argument("input", type=_PATH)
 @click.option(
     "-o",
     "--output",
     required=True,
-    type=click.Path(),
+    type=_PATH,
     help=f"Output image; the format follows the extension ({_IMAGE_EXTENSIONS}).",
 )
 @click.option(
@@ -316,9 +433,11 @@ def decode(input, output, width, height, scale, arch, threads, quiet):
 
     if scale is not None and (width is not None or height is not None):
         raise click.UsageError("--scale cannot be combined with --width/--height")
-    data = _read_bytes(input)
+    _check_input(input)
     check_output_path(input, output)
     _check_image_extension(output)
+    data = _read_bytes(input)
+    preflight()
     t0 = time.perf_counter()
     with _reading(input):
         img = api.decode(data, width=width, height=height, scale=scale, arch=arch, threads=threads)
@@ -334,7 +453,7 @@ def decode(input, output, width, height, scale, arch, threads, quiet):
 
 
 @cli.command()
-@click.argument("input", type=click.Path())
+@click.argument("input", type=_PATH)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @_guard
 def info(input, as_json):
@@ -344,6 +463,7 @@ def info(input, as_json):
     """
     from .api import read_info
 
+    _check_input(input)
     with _reading(input):
         d = read_info(_read_bytes(input))
     if as_json:
@@ -378,6 +498,11 @@ def _print_info(input: str, d: dict) -> None:
 
 def main() -> None:
     """Entry point; usage errors also come out as one line (with a pointer to --help)."""
+    with _sigterm_handled():
+        _main()
+
+
+def _main() -> None:
     try:
         rc = cli.main(prog_name="sad", standalone_mode=False)
     except _NO_ARGS as exc:  # bare `sad`: show the help, as older click did
@@ -390,9 +515,8 @@ def main() -> None:
     except click.ClickException as exc:
         _err(_one_line(exc.format_message()))
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("sad: interrupted", err=True)
-        sys.exit(130)
+    except click.exceptions.Abort as exc:  # Ctrl-C or SIGTERM outside a command (click)
+        _interrupted(exc.__cause__ or exc, [])
     sys.exit(rc if isinstance(rc, int) else 0)
 
 
@@ -414,9 +538,10 @@ def run() -> None:
         print(code, file=sys.stderr)
         code = 1
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception, KeyboardInterrupt):
             stream.flush()
-    with contextlib.suppress(Exception):
+    # A Ctrl-C now, once the command has finished, only skips writing Taichi's cache.
+    with contextlib.suppress(Exception, KeyboardInterrupt):
         shutdown()
     os._exit(code)
 

@@ -13,8 +13,10 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -287,6 +289,7 @@ def bad_files(encoded, tmp_path):
     (tmp_path / "magic.sad").write_bytes(b"PNG!" + good[4:])
     (tmp_path / "version.sad").write_bytes(good[:4] + bytes([9]) + good[5:])  # nothing else fixed
     (tmp_path / "extra.sad").write_bytes(good + b"\0")
+    (tmp_path / "loop.png").symlink_to("loop.png")
     return tmp_path
 
 
@@ -357,6 +360,49 @@ BAD = {
     "info truncated": (["info", "T/trunc.sad"], "'T/trunc.sad': truncated file (payload"),
     "info bad version": (["info", "T/version.sad"], "unsupported .sad version"),
     "info flipped payload byte": (["info", "T/flip.sad"], "'T/flip.sad': corrupt file: payload"),
+    # Issue 24: hostile arguments, each refused before the work with a one-line message.
+    "input symlink loop": (
+        ["encode", "T/loop.png", "-o", "T/o.sad"],
+        "cannot read 'T/loop.png': too many levels of symbolic links",
+    ),
+    "decode input symlink loop": (
+        ["decode", "T/loop.png", "-o", "T/o.png"],
+        "too many levels of symbolic links",
+    ),
+    "info input symlink loop": (["info", "T/loop.png"], "too many levels of symbolic links"),
+    "output symlink loop": (
+        ["encode", "T/in.png", "-o", "T/loop.png"],
+        "cannot write 'T/loop.png': too many levels of symbolic links",
+    ),
+    "empty output name": (["encode", "T/in.png", "-o", ""], "the output file name is empty"),
+    "decode empty output name": (
+        ["decode", "T/good.sad", "-o", ""],
+        "the output file name is empty",
+    ),
+    "output name too long": (
+        ["encode", "T/in.png", "-o", "T/" + "a" * 300 + ".sad"],
+        "file name too long (304 bytes; the limit is",
+    ),
+    "decode output name too long": (
+        ["decode", "T/good.sad", "-o", "T/" + "a" * 300 + ".png"],
+        "file name too long",
+    ),
+    "decode --scale 1e308": (
+        ["decode", "T/good.sad", "-o", "T/o.png", "--scale", "1e308"],
+        "output size is too large (at most 65535 per side",
+    ),
+    "decode --width 10**400": (
+        ["decode", "T/good.sad", "-o", "T/o.png", "--width", str(10**400)],
+        "output size is too large",
+    ),
+    "decode --height 10**300": (
+        ["decode", "T/good.sad", "-o", "T/o.png", "--height", str(10**300)],
+        "output size is too large",
+    ),
+    "decode --scale inf": (
+        ["decode", "T/good.sad", "-o", "T/o.png", "--scale", "inf"],
+        "--scale must be a positive finite number",
+    ),
 }
 
 
@@ -555,12 +601,23 @@ OLD_OUTPUT = b"SAD\x1a the previous output, which an interrupted encode must not
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 @pytest.mark.parametrize(
     "sig,existing",
-    [(signal.SIGINT, False), (signal.SIGINT, True), (signal.SIGKILL, True)],
-    ids=["SIGINT-new-output", "SIGINT-existing-output", "SIGKILL-existing-output"],
+    [
+        (signal.SIGINT, False),
+        (signal.SIGINT, True),
+        (signal.SIGTERM, True),
+        (signal.SIGKILL, True),
+    ],
+    ids=[
+        "SIGINT-new-output",
+        "SIGINT-existing-output",
+        "SIGTERM-existing-output",
+        "SIGKILL-existing-output",
+    ],
 )
 def test_interrupted_encode_loses_nothing(tmp_path, sig, existing):
-    """Ctrl-C or kill -9 during the fit: the old output is intact byte for byte (or none is
-    created) and no temporary file is left; Ctrl-C also says `sad: interrupted`, exit 130.
+    """Ctrl-C, kill or kill -9 during the fit: the old output is intact byte for byte (or
+    none is created) and no temporary file is left; Ctrl-C also says `sad: interrupted`,
+    exit 130, and SIGTERM `sad: terminated`, exit 143.
 
     The new file is only written, to a temporary file renamed over the old one, once the
     fit is done, so a kill -9 here cannot leave a partial file either."""
@@ -594,12 +651,237 @@ def test_interrupted_encode_loses_nothing(tmp_path, sig, existing):
             proc.kill()
             proc.wait()
         proc.stderr.close()
-    if sig == signal.SIGINT:
-        assert code == 130
-        assert rest.split("\r")[-1].strip() == "sad: interrupted"
+    if sig in (signal.SIGINT, signal.SIGTERM):
+        want_code, want = (130, "interrupted") if sig == signal.SIGINT else (143, "terminated")
+        assert code == want_code, rest
+        assert rest.split("\r")[-1].strip() == f"sad: {want}"
         assert "Traceback" not in rest
     else:
         assert code == -signal.SIGKILL
     assert sorted(os.listdir(tmp_path)) == before
     if existing:
         assert (tmp_path / "o.sad").read_bytes() == OLD_OUTPUT
+
+
+# --------------------------------------------------- hostile inputs and outputs (issue 24)
+
+
+@pytest.mark.parametrize(
+    "output,phrase",
+    [
+        ("", "the output file name is empty"),
+        ("T/" + "a" * 300 + ".sad", "file name too long"),
+        ("T/loop.png", "too many levels of symbolic links"),
+        ("T/nodir/o.sad", "does not exist"),
+        ("T/notes.txt/o.sad", "a component of the path is not a directory"),
+    ],
+    ids=["empty", "too-long", "link-loop", "no-directory", "parent-is-a-file"],
+)
+def test_output_is_checked_before_the_encode(bad_files, capsys, monkeypatch, output, phrase):
+    """A bad output path fails at once, not after the whole encode (api.encode must not
+    even be called)."""
+    from sadcodec import api
+
+    def must_not_run(*_a, **_k):
+        raise AssertionError("the encode ran")
+
+    monkeypatch.setattr(api, "encode", must_not_run)
+    out = str(bad_files / output[2:]) if output.startswith("T/") else output
+    code, _, err = run(["encode", bad_files / "in.png", "-o", out, *FAST], capsys, monkeypatch)
+    assert_one_line_error(code, err, phrase)
+
+
+def _without_dac_override() -> list[str]:
+    """A command prefix under which chmod 000 means unreadable: nothing for a normal user;
+    for root, setpriv dropping the capabilities that let root read anything."""
+    if os.geteuid() != 0:
+        return []
+    caps = "-dac_override,-dac_read_search"
+    prefix = ["setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}"]
+    try:
+        ok = subprocess.run([*prefix, "true"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        ok = False
+    if not ok:
+        pytest.skip("running as root without setpriv: root can read any file")
+    return prefix
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
+def test_unreadable_input_is_a_file_error(bad_files):
+    """chmod 000 input: exit 1 with "permission denied", like a missing one (exit 1, "no
+    such file"); click's own readability check made it a usage error (exit 2)."""
+    prefix = _without_dac_override()
+    (bad_files / "locked.png").write_bytes((bad_files / "in.png").read_bytes())
+    (bad_files / "locked.sad").write_bytes((bad_files / "good.sad").read_bytes())
+    for name in ("locked.png", "locked.sad"):
+        (bad_files / name).chmod(0)
+    env = {**os.environ, "PYTHONPATH": _pythonpath()}
+    cases = [
+        ["encode", "locked.png", "-o", "o.sad", *FAST],
+        ["decode", "locked.sad", "-o", "o.png"],
+        ["info", "locked.sad"],
+    ]
+    try:
+        for args in cases:
+            res = subprocess.run(
+                [*prefix, sys.executable, "-m", "sadcodec", *args],
+                capture_output=True,
+                text=True,
+                cwd=bad_files,
+                env=env,
+                timeout=120,
+            )
+            assert (res.returncode, res.stderr) == (
+                1,
+                f"sad: error: cannot read '{args[1]}': permission denied\n",
+            ), args
+    finally:
+        for name in ("locked.png", "locked.sad"):
+            (bad_files / name).chmod(0o644)
+    assert not (bad_files / "o.sad").exists() and not (bad_files / "o.png").exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX FIFOs")
+def test_decode_into_a_fifo(encoded, tmp_path, capsys, monkeypatch):
+    """A FIFO output is written into (a reader gets the whole PNG) and stays a FIFO."""
+    d, _, _, _ = encoded
+    fifo = tmp_path / "x.png"
+    os.mkfifo(fifo)
+    got = []
+
+    def read():
+        with open(fifo, "rb") as f:
+            got.append(f.read())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    code, _, err = run(["decode", d / "out.sad", "-o", fifo, "-q"], capsys, monkeypatch)
+    reader.join(timeout=60)
+    assert code == 0, err
+    assert np.asarray(Image.open(io.BytesIO(got[0]))).shape == (H, W, 3)
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    assert os.listdir(tmp_path) == ["x.png"]
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="mknod needs root")
+def test_decode_into_a_null_device_keeps_it(encoded, tmp_path, capsys, monkeypatch):
+    """`-o x.png` naming a copy of /dev/null (made with mknod, never the real one): the
+    image is written into it, and the device node stays, not replaced by a file."""
+    d, _, _, _ = encoded
+    dev = tmp_path / "x.png"
+    try:
+        os.mknod(dev, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        os.close(os.open(dev, os.O_WRONLY))  # a nodev mount refuses to open it
+    except OSError as exc:
+        pytest.skip(f"cannot make a character device here: {exc}")
+    before = dev.lstat()
+    code, _, err = run(["decode", d / "out.sad", "-o", dev, "-q"], capsys, monkeypatch)
+    assert code == 0, err
+    after = dev.lstat()
+    assert stat.S_ISCHR(after.st_mode) and (after.st_ino, after.st_rdev) == (
+        before.st_ino,
+        before.st_rdev,
+    )
+    assert os.listdir(tmp_path) == ["x.png"]
+
+
+def test_decode_through_a_symlink(encoded, tmp_path, capsys, monkeypatch):
+    """A link to a file: the file it points to gets the image, the link stays a link."""
+    d, _, _, _ = encoded
+    (tmp_path / "real").mkdir()
+    real = tmp_path / "real" / "x.png"
+    real.write_bytes(b"old")
+    link = tmp_path / "x.png"
+    link.symlink_to(real)
+    code, _, err = run(["decode", d / "out.sad", "-o", link, "-q"], capsys, monkeypatch)
+    assert code == 0, err
+    assert link.is_symlink() and load(real).shape == (H, W, 3)
+    assert os.listdir(tmp_path / "real") == ["x.png"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX resource limits")
+def test_file_size_limit_zero_is_one_line(encoded, tmp_path):
+    """`ulimit -f 0`: Taichi's import finds no usable temporary directory; the message
+    names the cause, before any work, instead of an internal error from inside Taichi."""
+    import resource
+
+    d, _, _, _ = encoded
+    hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+    res = subprocess.run(
+        [sys.executable, "-m", "sadcodec", "decode", str(d / "out.sad"), "-o", "o.png"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": _pythonpath()},
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (0, hard)),
+        timeout=120,
+    )
+    assert res.returncode == 1, res.stderr
+    assert res.stderr == (
+        "sad: error: cannot start the compute backend: the file size limit (ulimit -f) is "
+        "0 bytes; no file can be written\n"
+    )
+    assert os.listdir(tmp_path) == []
+
+
+def test_no_usable_temporary_directory_is_one_line(encoded, tmp_path, capsys, monkeypatch):
+    from sadcodec import backend
+
+    d, _, _, _ = encoded
+
+    def none_usable():
+        raise FileNotFoundError(2, "No usable temporary directory found in [...]")
+
+    monkeypatch.setenv("TMPDIR", "/nonexistent/tmp")
+    monkeypatch.setattr(backend.tempfile, "gettempdir", none_usable)
+    code, _, err = run(["decode", d / "out.sad", "-o", tmp_path / "o.png"], capsys, monkeypatch)
+    assert_one_line_error(
+        code,
+        err,
+        "cannot start the compute backend: no usable temporary directory "
+        "(TMPDIR='/nonexistent/tmp', /tmp, /var/tmp, /usr/tmp and the current directory are "
+        "not writable); set TMPDIR to a writable directory",
+    )
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("when", ["fsync", "replace"])
+def test_signal_while_the_output_is_written(encoded, tmp_path, capsys, monkeypatch, sig, when):
+    """Ctrl-C or SIGTERM while the output is written, or just as it is renamed into place:
+    no .tmp file is left, and the report is true: the new file is complete and the
+    message says so (it used to say only "interrupted", as if the old file had stayed;
+    a SIGTERM left the .tmp file)."""
+    from sadcodec import atomic
+
+    d, _, _, _ = encoded
+    out = tmp_path / "o.png"
+    out.write_bytes(b"old")
+    real = getattr(os, when)
+    sent = []
+
+    def hook(*args):
+        result = real(*args)
+        if not sent:
+            sent.append(True)
+            signal.raise_signal(getattr(signal, sig))
+        return result
+
+    monkeypatch.setattr(atomic.os, when, hook)
+    code, _, err = run(["decode", d / "out.sad", "-o", out, "-q"], capsys, monkeypatch)
+    monkeypatch.undo()
+    want_code, what = (130, "interrupted") if sig == "SIGINT" else (143, "terminated")
+    assert code == want_code, err
+    assert err.strip() == f"sad: {what} after writing '{out}' (the file is complete)"
+    assert load(out).shape == (H, W, 3)
+    assert os.listdir(tmp_path) == ["o.png"]
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # main() put it back
+
+
+def test_help_lists_exit_statuses(capsys, monkeypatch):
+    code, out, _ = run(["--help"], capsys, monkeypatch)
+    assert code == 0
+    assert "Exit status: 0 done, 1 input/output/data error, 2 usage error" in " ".join(out.split())
+    assert "130 interrupted" in out and "143 terminated" in " ".join(out.split())
