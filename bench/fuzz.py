@@ -1,22 +1,32 @@
-"""Fuzz the .sad reader: mutate, truncate and splice valid files and decode each result.
+"""Fuzz the .sad reader with structure-aware mutations of valid files, each in a watched
+worker process, and report what became of them.
 
-    nice -n 10 python -m bench.fuzz --seconds 900 --seed 1     # writes docs/robustness.md
-    python -m bench.fuzz --count 2000 --no-report               # a quick look
+    nice -n 15 python -m bench.fuzz --structured --count 100000 --seed 1  # docs/robustness.md
+    python -m bench.fuzz --structured --count 2000 --no-report            # a quick look
+    python -m bench.fuzz --structured --seed 1 --case 4242                # one case again
+    python -m bench.fuzz --seconds 900 --seed 1       # byte mutations of the goldens only
 
-Every input must end in a decoded uint8 image of the declared shape or in a SadError (the
-one-line message users see). Anything else is a failure: another exception, a wrong
-shape, a crash, more than --slow seconds or more than --max-rss-gb of memory. Failing
-inputs are saved under --save-dir; the input being decoded is always in current.sad there,
-so a crash or a hang (the watchdog ends the run after --hang seconds) leaves it behind.
+Inputs (bench/fuzzcases.py): a pool of valid files (the goldens, files written by this
+checkout's encoder at several rates and channel counts, and hand-made files at the
+format's edges) is parsed into its levels (bench/sadfile.py: header fields, payload flags,
+size table, zstd frames, planes, sites) and one level is mutated per input: header fields
+to their limits and past them, flags and size-table entries, plane bytes recompressed
+into valid frames, sites out of range or out of order, frames swapped, cut, extended or
+hand-made, n_sites and plane lengths that disagree; plus unstructured byte damage. The
+file is then written with a consistent payload_len and CRCs, or with one of them wrong on
+purpose, so that most inputs get past the checksums into the validation behind them.
+Input i of --seed s depends on (s, i) alone: --case replays it.
 
-CRCs stop most random damage at the first check, so most inputs get their checksums (and
-often payload_len) recomputed after mutating: those reach the header validation and the
-payload parser behind it. Rendering costs time proportional to the output pixels, so a
-valid file whose mutated header declares more than --max-work pixels x K is rendered at a
-reduced size (the same code at a smaller output) and counted as "rendered reduced".
+Oracle: every input ends in a decoded uint8 image of the declared shape (rendered at a
+reduced size when its header declares more than --max-work pixels x K) or in a SadError;
+inputs that only re-encode their base file (another layout, zstd level or minor version)
+must read exactly as the base does. Anything else is a failure: another exception, a
+crash of the worker, more than --case-timeout seconds, or a peak RSS over --max-rss-gb
+(the address space is capped at --limit-as-gb as well). Failing inputs are saved under
+--save-dir, and the input being decoded is always in current.sad there.
 
-bench/tests/test_fuzz.py runs the same mutations and oracle under hypothesis, briefly, in
-the test suite. The report section records the code version (commit, uncommitted changes).
+bench/tests/test_fuzz.py runs a few hundred structured inputs and the byte mutations
+under hypothesis in the test suite. The report section records the code version.
 """
 
 from __future__ import annotations
@@ -24,90 +34,44 @@ from __future__ import annotations
 import argparse
 import collections
 import datetime
-import faulthandler
 import math
+import multiprocessing as mp
 import os
 import platform
-import random
 import re
 import resource
 import shlex
-import struct
 import sys
 import time
 import traceback
-import zlib
 
 import numpy as np
 
 import sadcodec
+from bench import fuzzcases as fc
 from bench.benchlib import ROOT, code_label, provenance
+from bench.fuzzcases import (  # noqa: F401  (the byte-level names, as before)
+    HEAD,
+    HEADER_SIZE,
+    KINDS,
+    MODES,
+    PAYLOAD_LEN_AT,
+    SPECIAL,
+    fix_checksums,
+    golden_files,
+    make_input,
+    mutate,
+    random_ops,
+)
 from bench.mdsection import replace_section
 from sadcodec.errors import SadError
 
-GOLDEN = os.path.join(ROOT, "tests", "golden")
-HEAD = 47  # bytes covered by the header CRC, which follows them
-HEADER_SIZE = HEAD + 4
-PAYLOAD_LEN_AT = 43
-MODES = ("raw", "crc", "crc+len")
-KINDS = ("flip", "set", "insert", "delete", "truncate", "splice")
-SPECIAL = (0x00, 0x01, 0x7F, 0x80, 0xFF)
 MAX_WORK = 1 << 21  # output pixels x K rendered at the declared size (about 1 s on 2 cores)
+MAX_WORK_STRUCTURED = 1 << 18  # the same for --structured, where big headers are frequent
+DECODED = ("decoded", "rendered reduced")
 
 
-def golden_files() -> list[bytes]:
-    """The committed valid files every mutation starts from."""
-    names = sorted(f for f in os.listdir(GOLDEN) if f.endswith(".sad"))
-    out = []
-    for name in names:
-        with open(os.path.join(GOLDEN, name), "rb") as f:
-            out.append(f.read())
-    return out
-
-
-def fix_checksums(data: bytes, fix_length: bool = False) -> bytes:
-    """Recompute the CRCs (and payload_len) so that a mutation gets past them.
-
-    The payload is taken to be everything between the header CRC and the last 4 bytes."""
-    if len(data) < HEADER_SIZE + 4:
-        return data
-    buf = bytearray(data)
-    if fix_length:
-        struct.pack_into("<I", buf, PAYLOAD_LEN_AT, len(buf) - HEADER_SIZE - 4)
-    struct.pack_into("<I", buf, HEAD, zlib.crc32(buf[:HEAD]))
-    struct.pack_into("<I", buf, len(buf) - 4, zlib.crc32(buf[HEADER_SIZE:-4]))
-    return bytes(buf)
-
-
-def mutate(data: bytes, op: tuple[str, int, int], pool: list[bytes]) -> bytes:
-    """Apply one mutation (kind, a, b); positions wrap around the input's length."""
-    kind, a, b = op
-    n = len(data)
-    if kind == "insert":
-        pos = a % (n + 1)
-        return data[:pos] + bytes([b & 0xFF]) + data[pos:]
-    if kind == "truncate":
-        return data[: a % (n + 1)]
-    if kind == "splice":  # this file's head, another valid file's tail
-        other = pool[b % len(pool)]
-        cut = a % (n + 1)
-        return data[:cut] + other[min(cut, len(other)) :]
-    if n == 0:
-        return data
-    pos = a % n
-    if kind == "flip":
-        return data[:pos] + bytes([data[pos] ^ (1 << (b & 7))]) + data[pos + 1 :]
-    if kind == "set":
-        return data[:pos] + bytes([b & 0xFF]) + data[pos + 1 :]
-    if kind == "delete":
-        return data[:pos] + data[pos + 1 + b % 8 :]
-    raise ValueError(f"unknown mutation {kind}")
-
-
-def make_input(data: bytes, ops, mode: str, pool: list[bytes]) -> bytes:
-    for op in ops:
-        data = mutate(data, op, pool)
-    return data if mode == "raw" else fix_checksums(data, fix_length=mode == "crc+len")
+# ---------------------------------------------------------------- the oracle
 
 
 def message_class(exc: BaseException) -> str:
@@ -116,7 +80,7 @@ def message_class(exc: BaseException) -> str:
     msg = re.sub(r"does not decompress \(.*\)", "does not decompress (zstd: ...)", msg)
     msg = re.sub(r"flags 0x[0-9a-f]+", "flags N", msg)
     msg = re.sub(r"\b\d+x\d+\b", "NxN", msg)
-    msg = re.sub(r"-?\d+(\.\d+)?", "N", msg)
+    msg = re.sub(r"-?\d+(\.\d+)?(e[+-]?\d+)?", "N", msg)
     return f"{type(exc).__name__}: {msg}"
 
 
@@ -130,8 +94,12 @@ def render_args(info: dict, max_work: int) -> tuple[dict, tuple[int, ...]]:
     return {}, (h, w, info["channels"])
 
 
-def check(data: bytes, max_work: int = MAX_WORK) -> str:
-    """Read and decode one input; return "decoded", "rendered reduced" or the SadError class.
+CHECKSUM_REFUSAL = re.compile(r"(header|payload) checksum mismatch")
+
+
+def check_image(data: bytes, max_work: int = MAX_WORK) -> tuple[str, np.ndarray | None]:
+    """Read and decode one input: ("decoded" or "rendered reduced", the image) or (the
+    SadError's message class, None).
 
     Any other exception, a wrong shape or dtype, or read_info and decode disagreeing,
     raises: those are bugs."""
@@ -144,124 +112,453 @@ def check(data: bytes, max_work: int = MAX_WORK) -> str:
     try:
         img = sadcodec.decode(data, **kwargs)
     except SadError as exc:
-        if info is not None and info["checksum"] == "ok" and "checksum" in str(exc):
+        if info is not None and info["checksum"] == "ok" and CHECKSUM_REFUSAL.search(str(exc)):
             raise AssertionError("read_info passed the checksums that decode refused") from exc
-        return message_class(exc)
+        return message_class(exc), None
     if info is None:
         raise AssertionError(f"decode accepted a file read_info refuses ({refused})")
     if info["checksum"] != "ok":
         raise AssertionError(f"decode accepted a file with {info['checksum']}")
     if img.dtype != np.uint8 or img.shape != shape:
         raise AssertionError(f"decoded {img.dtype} {img.shape}, expected uint8 {shape}")
-    return "rendered reduced" if kwargs else "decoded"
+    return ("rendered reduced" if kwargs else "decoded"), img
 
 
-def random_ops(rng: random.Random, size: int, pool: list[bytes]) -> list[tuple[str, int, int]]:
-    """1-4 mutations, half of them aimed at the header and the start of the payload."""
-    ops = []
-    for _ in range(min(4, 1 + int(rng.expovariate(1.0)))):
-        kind = rng.choice(KINDS)
-        pos = rng.randrange(HEADER_SIZE + 8) if rng.random() < 0.5 else rng.randrange(size + 1)
-        value = rng.choice(SPECIAL) if rng.random() < 0.3 else rng.randrange(256)
-        if kind == "splice":
-            value = rng.randrange(len(pool))
-        ops.append((kind, pos, value))
-    return ops
+def check(data: bytes, max_work: int = MAX_WORK) -> str:
+    """check_image's outcome alone."""
+    return check_image(data, max_work)[0]
 
 
-def rss_bytes() -> int:
-    """Peak resident set size of this process so far (ru_maxrss is in KiB on Linux)."""
+class BaseReads:
+    """What each pool file reads as, for the inputs that must read the same."""
+
+    def __init__(self, pool: list[fc.Base], max_work: int):
+        self.pool, self.max_work, self.cache = pool, max_work, {}
+
+    def __getitem__(self, i: int) -> tuple[str, np.ndarray | None]:
+        if i not in self.cache:
+            self.cache[i] = check_image(self.pool[i].data, self.max_work)
+        return self.cache[i]
+
+    def read_all(self) -> list[str]:
+        return [self[i][0] for i in range(len(self.pool))]
+
+
+def check_case(case: fc.Case, bases: BaseReads) -> str:
+    """check_image on a structured input, and for one that only re-encodes its base file,
+    the base's outcome and pixels."""
+    outcome, img = check_image(case.data, bases.max_work)
+    if case.same:
+        want, want_img = bases[case.base]
+        if outcome != want:
+            raise AssertionError(f"read as {outcome!r}, its base file as {want!r}")
+        if img is not None and not np.array_equal(img, want_img):
+            raise AssertionError("decoded to other pixels than its base file")
+    return outcome
+
+
+def stage(outcome: str) -> str:
+    """Where the reader stopped an input, from its message class."""
+    if outcome in DECODED:
+        return "decoded"
+    if not outcome.startswith("Sad"):
+        return "failure"
+    msg = outcome.lower()
+    rules = (
+        (
+            "container",
+            (
+                "bad magic",
+                "unsupported .sad version",
+                "truncated file",
+                "checksum mismatch",
+                "after the payload",
+            ),
+        ),
+        (
+            "header",
+            (
+                "invalid ",
+                "image too large",
+                "unknown flags",
+                "payload too large",
+                "cannot fit in",
+                "quantization settings",
+                "position precision",
+            ),
+        ),
+        (
+            "payload",
+            (
+                "payload flags",
+                "stream table",
+                "add up",
+                "decompress",
+                "wrong size",
+                "declares",
+                "zstd frame",
+                "empty payload",
+            ),
+        ),
+        ("sites", ("out of range", "morton", "colour")),
+    )
+    for name, words in rules:
+        if any(w in msg for w in words):
+            return name
+    return "other"
+
+
+STAGES = ("container", "header", "payload", "sites", "other", "decoded", "failure")
+
+
+# ---------------------------------------------------------------- the worker
+
+
+def peak_rss() -> int:
+    """Peak resident set size of this process's own memory so far: VmHWM, which starts
+    afresh at exec. (ru_maxrss would not: a worker spawned by a large parent, such as the
+    test suite, would report the parent's peak.) ru_maxrss where /proc is missing."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def run(args: argparse.Namespace) -> dict:
-    """The mutation loop; returns the counts and everything flagged."""
-    pool = golden_files()
-    rng = random.Random(args.seed)
-    os.makedirs(args.save_dir, exist_ok=True)
-    current = os.path.join(args.save_dir, "current.sad")
-    faulthandler.enable()  # a crash prints where it happened
-    outcomes: collections.Counter[str] = collections.Counter()
-    modes: collections.Counter[str] = collections.Counter()
-    flagged: list[str] = []
-    slowest = (0.0, "")
-    rss_limit = int(args.max_rss_gb * (1 << 30))
-    t_start = time.monotonic()
-    n = 0
-    while n < args.count and time.monotonic() - t_start < args.seconds:
-        mode = rng.choices(MODES, weights=(1, 2, 2))[0]
-        base = rng.choice(pool)
-        data = make_input(base, random_ops(rng, len(base), pool), mode, pool)
+def worker(conn, opts: dict, items, start: int, stop: int) -> None:
+    """Run inputs start.. in this process and send one message per input; return (exit)
+    after an input that pushed the peak RSS over the bound, so that the next is measured
+    in a fresh process. With items None, build the pool, send it and return."""
+    cap = int(opts["limit_as_gb"] * (1 << 30))  # a runaway allocation fails here
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    sadcodec.init_backend("cpu", opts["threads"])
+    if items is None:
+        conn.send(("pool", fc.pool_items(encoded=opts["encoded"])))
+        return
+    pool = fc.load_pool(items)
+    bases = BaseReads(pool, opts["max_work"])
+    bases.read_all()  # compile the kernels and cache the reference reads before timing
+    conn.send(("ready", peak_rss()))
+    current = os.path.join(opts["save_dir"], "current.sad")
+    for i in range(start, stop):
+        try:
+            case = fc.make_case(pool, opts["seed"], i, opts["levels"])
+        except Exception as exc:
+            msg = f"GENERATOR ERROR {type(exc).__name__}: {exc}"
+            detail = traceback.format_exc()
+            conn.send(("case", i, "?", "?", "?", msg, 0.0, peak_rss(), False, detail))
+            continue
         with open(current, "wb") as f:
-            f.write(data)
-        faulthandler.dump_traceback_later(args.hang, exit=True)
+            f.write(case.data)
+        detail = ""
+        before = peak_rss()
         t0 = time.perf_counter()
         try:
-            outcome = check(data, args.max_work)
+            outcome = check_case(case, bases)
         except Exception as exc:
             first = str(exc).splitlines()[0] if str(exc) else ""
             outcome = f"FAILURE {type(exc).__name__}: {first}"
-            path = os.path.join(args.save_dir, f"failure-{n}.sad")
-            with open(path, "wb") as f:
-                f.write(data)
-            flagged.append(f"input {n} ({mode}): {outcome}, saved as {path}")
-            if args.verbose:
-                traceback.print_exc()
-        finally:
-            faulthandler.cancel_dump_traceback_later()
+            detail = traceback.format_exc()
         dt = time.perf_counter() - t0
-        slowest = max(slowest, (dt, f"input {n} ({mode}, {outcome})"))
-        if dt > args.slow:
-            flagged.append(f"input {n} ({mode}): took {dt:.1f} s ({outcome})")
-        if rss_bytes() > rss_limit:
-            flagged.append(f"input {n} ({mode}): peak RSS {rss_bytes() / 2**30:.2f} GiB")
-            rss_limit = math.inf  # ru_maxrss only grows: report the first input past it
-        outcomes[outcome] += 1
-        modes[mode] += 1
-        n += 1
-        if args.verbose and n % 1000 == 0:
-            print(f"{n} inputs, {time.monotonic() - t_start:.0f} s", file=sys.stderr)
-    return {
-        "inputs": n,
-        "seconds": time.monotonic() - t_start,
-        "outcomes": outcomes,
-        "modes": modes,
-        "flagged": flagged,
-        "slowest": slowest,
-        "peak_rss": rss_bytes(),
+        rss = peak_rss()
+        raised = rss > before  # this input, not its making, set the peak
+        msg = ("case", i, case.level, case.mutator, case.wrap, outcome, dt, rss, raised, detail)
+        conn.send(msg)
+        if rss > opts["max_rss"]:
+            conn.send(("bye", i))
+            return
+
+
+# ---------------------------------------------------------------- the supervisor
+
+
+class Run:
+    """Counts of a run, and what it flagged."""
+
+    def __init__(self):
+        self.outcomes: collections.Counter[str] = collections.Counter()
+        self.levels: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.mutators: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.refusals: dict[str, collections.Counter[str]] = collections.defaultdict(
+            collections.Counter
+        )
+        self.wraps: collections.Counter[str] = collections.Counter()
+        self.failures: list[tuple[str, str]] = []  # (kind, text)
+        self.slow: list[str] = []
+        self.slowest = (0.0, "")
+        self.peak_rss = 0
+        self.peak_input = "a fresh worker"
+        self.restarts = 0
+        self.inputs = 0
+        self.seconds = 0.0
+
+    def add(self, i: int, level: str, name: str, wrap: str, outcome: str, dt: float) -> str:
+        self.inputs += 1
+        self.outcomes[outcome] += 1
+        st = stage(outcome)
+        self.levels[level, st] += 1
+        self.mutators[name, st] += 1
+        if st not in ("decoded", "failure"):
+            self.refusals[name][outcome] += 1
+        self.wraps[wrap] += 1
+        label = f"input {i} ({level}/{name}, {wrap})"
+        self.slowest = max(self.slowest, (dt, f"{label}: {outcome}"))
+        return label
+
+
+def save_failure(args, pool, i: int, data: bytes | None = None) -> str:
+    """Write input i to the save directory (made again from its seed when not given)."""
+    if data is None:
+        data = fc.make_case(pool, args.seed, i, args.levels).data
+    path = os.path.join(args.save_dir, f"failure-s{args.seed}-{i}.sad")
+    with open(path, "wb") as f:
+        f.write(data)
+    return os.path.relpath(path, ROOT)
+
+
+def supervise(args, items, target=worker) -> Run:
+    """Hand inputs 0..--count to worker processes, one at a time, under the time and memory
+    bounds; a hung or crashed worker costs its input (a failure) and is replaced."""
+    ctx = mp.get_context("spawn")
+    opts = {
+        "seed": args.seed,
+        "levels": args.levels,
+        "max_work": args.max_work,
+        "max_rss": int(args.max_rss_gb * (1 << 30)),
+        "limit_as_gb": args.limit_as_gb,
+        "threads": args.threads,
+        "save_dir": args.save_dir,
+        "encoded": args.structured,
     }
+    pool = fc.load_pool(items)
+    run = Run()
+    t_start = time.monotonic()
+    nxt, proc, conn = 0, None, None
+
+    def fail(kind: str, i: int, what: str, data: bytes | None = None, detail: str = "") -> None:
+        saved = ""
+        if kind != "GENERATOR":
+            saved = f"; saved as `{save_failure(args, pool, i, data)}`"
+        run.failures.append((kind, f"input {i}: {what}{saved}"))
+        if args.verbose:
+            print(f"input {i}: {what}{saved}\n{detail}", file=sys.stderr)
+
+    def stop_worker() -> None:
+        if proc is not None and proc.is_alive():
+            proc.kill()
+        if proc is not None:
+            proc.join()
+
+    try:
+        while nxt < args.count and time.monotonic() - t_start < args.seconds:
+            if proc is None:
+                here, there = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=target, args=(there, opts, items, nxt, args.count))
+                proc.start()
+                there.close()
+                conn = here
+                try:
+                    if not conn.poll(args.startup_timeout):
+                        raise RuntimeError(f"a worker did not start in {args.startup_timeout} s")
+                    tag, rss = conn.recv()
+                except (EOFError, OSError) as exc:
+                    raise RuntimeError("a worker died while starting") from exc
+                if rss > opts["max_rss"]:
+                    mib = rss / 2**20
+                    raise RuntimeError(f"a fresh worker uses {mib:.0f} MiB, over --max-rss-gb")
+                if rss > run.peak_rss:
+                    run.peak_rss, run.peak_input = rss, "a fresh worker"
+            if not conn.poll(args.case_timeout):
+                case = fc.make_case(pool, args.seed, nxt, args.levels)
+                run.add(nxt, case.level, case.mutator, case.wrap, "HANG", args.case_timeout)
+                fail(
+                    "HANG",
+                    nxt,
+                    f"HANG: no result in {args.case_timeout:g} s ({case.level}/"
+                    f"{case.mutator}, {case.wrap})",
+                    case.data,
+                )
+                stop_worker()
+                proc, nxt = None, nxt + 1
+                run.restarts += 1
+                continue
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                proc.join(10)
+                code = proc.exitcode
+                case = fc.make_case(pool, args.seed, nxt, args.levels)
+                run.add(nxt, case.level, case.mutator, case.wrap, "CRASH", 0.0)
+                how = f"signal {-code}" if code is not None and code < 0 else f"exit {code}"
+                what = f"{case.level}/{case.mutator}, {case.wrap}"
+                fail("CRASH", nxt, f"CRASH: the worker died ({how}) in {what}", case.data)
+                stop_worker()
+                proc, nxt = None, nxt + 1
+                run.restarts += 1
+                continue
+            if msg[0] == "bye":
+                stop_worker()
+                proc = None
+                run.restarts += 1
+                continue
+            _, i, level, name, wrap, outcome, dt, rss, raised, detail = msg
+            assert i == nxt, (i, nxt)
+            read_as = outcome
+            over = raised and rss > opts["max_rss"]
+            if over and not outcome.startswith(("FAILURE", "GENERATOR")):
+                outcome = "MEMORY"
+            label = run.add(i, level, name, wrap, outcome, dt)
+            if raised and rss > run.peak_rss:
+                run.peak_rss, run.peak_input = rss, f"{label}: {read_as}"
+            if outcome == "MEMORY":
+                fail(
+                    "MEMORY",
+                    i,
+                    f"{label} raised the worker's peak RSS to {rss / 2**30:.2f} GiB ({read_as})",
+                )
+            elif outcome.startswith(("FAILURE", "GENERATOR")):
+                fail(outcome.split()[0], i, f"{label}: {outcome}", None, detail)
+            if dt > args.slow:
+                run.slow.append(f"{label}: {dt:.1f} s ({outcome})")
+            nxt += 1
+            if args.verbose and nxt % 1000 == 0:
+                rate = nxt / (time.monotonic() - t_start)
+                print(
+                    f"{nxt} inputs, {time.monotonic() - t_start:.0f} s, {rate:.1f}/s, "
+                    f"{len(run.failures)} failures",
+                    file=sys.stderr,
+                )
+    finally:
+        stop_worker()
+    run.seconds = time.monotonic() - t_start
+    return run
 
 
-def report(args: argparse.Namespace, res: dict, command: str, code: str = "") -> str:
-    """The markdown summary for docs/robustness.md; `code` names the code version."""
-    n = res["inputs"]
-    failures = sum(c for o, c in res["outcomes"].items() if o.startswith("FAILURE"))
+def build_pool(args) -> list[tuple[str, bytes]]:
+    """The pool, made in a worker process (the encoder starts Taichi there, not here)."""
+    if not args.structured:
+        return fc.golden_items()
+    ctx = mp.get_context("spawn")
+    here, there = ctx.Pipe(duplex=False)
+    opts = {"limit_as_gb": args.limit_as_gb, "threads": args.threads, "encoded": True}
+    proc = ctx.Process(target=worker, args=(there, opts, None, 0, 0))
+    proc.start()
+    there.close()
+    try:
+        if not here.poll(args.startup_timeout):
+            raise RuntimeError("the pool was not made in time")
+        tag, items = here.recv()
+    finally:
+        proc.join(30)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+    return items
+
+
+# ---------------------------------------------------------------- the report
+
+
+def pct(part: int, whole: int) -> str:
+    return f"{100 * part / max(whole, 1):.1f}%"
+
+
+def report(args, run: Run, items, command: str, code: str = "") -> str:
+    """The markdown section of docs/robustness.md."""
+    n = run.inputs
+    failures = len(run.failures)
+    rate = n / max(run.seconds, 1e-9)
+    kinds = collections.Counter(kind for kind, _ in run.failures)
+    names = [name for name, _ in items]
+    encoded = sum(1 for x in names if x.startswith("enc-"))
+    made = sum(1 for x in names if x.startswith("made-"))
     lines = [
         "## Fuzzing the reader (`bench/fuzz.py`)",
         "",
         f"`{command}`, {datetime.date.today()}, code {code or 'not recorded'}, "
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}.",
         "",
-        f"**{n} inputs in {res['seconds']:.0f} s; {failures} failures**; "
-        f"{len(res['flagged'])} flagged (slower than {args.slow:g} s, peak RSS above "
-        f"{args.max_rss_gb:g} GiB, or failing). Slowest input: {res['slowest'][0]:.2f} s "
-        f"({res['slowest'][1]}); peak RSS of the whole run {res['peak_rss'] / 2**20:.0f} MiB.",
+        f"**{n} inputs in {run.seconds:.0f} s ({rate:.1f} inputs/s); {failures} failures**"
+        + (" (" + ", ".join(f"{k} {v}" for k, v in kinds.most_common()) + ")" if kinds else "")
+        + f". Each input ran in a worker process bounded to {args.case_timeout:g} s and "
+        f"{args.max_rss_gb:g} GiB peak RSS (address space capped at {args.limit_as_gb:g} GiB); "
+        f"{run.restarts} worker restarts. Slowest input {run.slowest[0]:.2f} s "
+        f"({run.slowest[1]}); peak worker RSS {run.peak_rss / 2**20:.0f} MiB "
+        f"({run.peak_input}); "
+        f"{len(run.slow)} inputs slower than {args.slow:g} s.",
         "",
-        "Inputs: the golden files with 1-4 mutations each (bit flips, byte sets, inserts, "
-        "deletes, truncations, splices with another golden file), then checksums kept as "
-        "they are (`raw`), recomputed (`crc`) or recomputed with `payload_len` set to the "
-        "new length (`crc+len`): "
-        + ", ".join(f"{m} {res['modes'][m]}" for m in MODES)
-        + ". Files whose mutated header declares more than "
-        f"{args.max_work} pixels x K are rendered at a reduced size (`rendered reduced`).",
+        f"Inputs start from {len(items)} valid files: the {len(names) - encoded - made} "
+        f"goldens, {encoded} written by this checkout's encoder and {made} made by hand at the "
+        "format's edges (`bench/fuzzcases.py`, `ENCODED` and `CRAFTED`; split and "
+        "single-frame payloads, 1, 3 and 4 channels). Each input changes one level of a "
+        "parsed file (`bench/sadfile.py`) and is written again with payload_len and both "
+        "CRCs consistent, or with one of them wrong on purpose: "
+        + ", ".join(f"{w} {c}" for w, c in run.wraps.most_common())
+        + f" (raw, crc and crc+len are the byte level's). Headers declaring more than "
+        f"{args.max_work} pixels x K are rendered at a reduced size (`rendered reduced`). "
+        "Inputs that only re-encode their base file (layout, zstd level, declared sizes, "
+        "delta coding, minor version) must read exactly as it does, pixels included.",
+        "",
+        "Where the reader stopped each input, by level: container (magic, version, lengths, "
+        "CRCs), header validation, payload structure (flags, size table, zstd frames, "
+        "plane sizes), site values (ranges, Morton order, colours), or decoded:",
+        "",
+        "| level | mutated | inputs | container | header | payload | sites | decoded | failures |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+
+    def row(counter, key) -> list[str]:
+        total = sum(counter[key, s] for s in STAGES)
+        cells = [str(total)]
+        cells += [
+            pct(counter[key, s], total)
+            for s in ("container", "header", "payload", "sites", "decoded")
+        ]
+        return cells + [str(counter[key, "failure"])]
+
+    for level, (_, what) in fc.LEVELS.items():
+        if any(run.levels[level, s] for s in STAGES):
+            lines.append(f"| {level} | {what} | " + " | ".join(row(run.levels, level)) + " |")
+    other = sum(c for (_, s), c in run.levels.items() if s == "other")
+    lines += [
+        "",
+        f"(Refusals whose message names no stage: {other}.) By mutator, with its most "
+        "frequent refusal:",
+        "",
+        "| mutator | level | what it does | inputs | container | header | payload | sites "
+        "| decoded | failures | most frequent refusal |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for name, (level, what, _) in fc.MUTATORS.items():
+        if not any(run.mutators[name, s] for s in STAGES):
+            continue
+        top = run.refusals[name].most_common(1)
+        top_text = top[0][0].replace("SadFormatError: ", "").replace("|", "/") if top else ""
+        lines.append(
+            f"| `{name}` | {level} | {what} | "
+            + " | ".join(row(run.mutators, name))
+            + f" | {top_text} |"
+        )
+    lines += [
+        "",
+        f"All outcomes ({len(run.outcomes)} classes; numbers in messages shown as N):",
         "",
         "| outcome | inputs | share |",
         "|---|---:|---:|",
     ]
-    for outcome, count in res["outcomes"].most_common():
-        lines.append(f"| {outcome.replace('|', '/')} | {count} | {100 * count / max(n, 1):.2f}% |")
-    lines += ["", "Flagged inputs:" if res["flagged"] else "Flagged inputs: none."]
-    lines += [f"- {f}" for f in res["flagged"][:50]]
+    for outcome, count in run.outcomes.most_common():
+        if count:
+            lines.append(f"| {outcome.replace('|', '/')} | {count} | {pct(count, n)} |")
+    lines += ["", "Failures:" if run.failures else "Failures: none."]
+    lines += [f"- {text}" for _, text in run.failures[:50]]
+    if len(run.failures) > 50:
+        lines.append(f"- ... and {len(run.failures) - 50} more")
+    if run.slow:
+        lines += ["", f"Inputs slower than {args.slow:g} s (not failures; the machine is shared):"]
+        lines += [f"- {s}" for s in run.slow[:20]]
     return "\n".join(lines)
 
 
@@ -270,34 +567,87 @@ def provenance_row() -> dict:
     return {k: str(v) for k, v in provenance().items()}
 
 
+def replay(args) -> int:
+    """Make one input again and check it here, printing its outcome (or the traceback)."""
+    sadcodec.init_backend("cpu", args.threads)
+    items = fc.pool_items(encoded=args.structured) if args.structured else fc.golden_items()
+    pool = fc.load_pool(items)
+    case = fc.make_case(pool, args.seed, args.case, args.levels)
+    path = save_failure(args, pool, args.case, case.data)
+    print(
+        f"input {args.case}: {case.level}/{case.mutator}, {case.wrap}, base "
+        f"{pool[case.base].name}, {len(case.data)} bytes, saved as {path}"
+    )
+    print(check_case(case, BaseReads(pool, args.max_work)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=60.0, help="stop after this long")
-    ap.add_argument("--count", type=int, default=sys.maxsize, help="stop after this many inputs")
+    ap.add_argument(
+        "--structured",
+        action="store_true",
+        help="every level on the full pool (default: byte mutations of goldens)",
+    )
+    ap.add_argument(
+        "--levels", default=None, help=f"comma-separated subset of {','.join(fc.LEVELS)}"
+    )
+    ap.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="stop after this long (default 60 s, unlimited with --count)",
+    )
+    ap.add_argument("--count", type=int, default=None, help="stop after this many inputs")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--slow", type=float, default=5.0, help="flag inputs slower than this (s)")
-    ap.add_argument("--hang", type=float, default=120.0, help="abort the run after this (s)")
-    ap.add_argument("--max-rss-gb", type=float, default=1.0, help="flag peak RSS above this")
-    ap.add_argument("--limit-as-gb", type=float, default=8.0, help="address space cap (safety)")
-    ap.add_argument("--max-work", type=int, default=MAX_WORK, help="pixels x K at full size")
+    ap.add_argument("--case", type=int, default=None, help="replay this one input and stop")
+    ap.add_argument(
+        "--case-timeout",
+        type=float,
+        default=60.0,
+        help="per-input time bound (s): a slower input is a failure",
+    )
+    ap.add_argument("--slow", type=float, default=5.0, help="list inputs slower than this (s)")
+    ap.add_argument(
+        "--max-rss-gb",
+        type=float,
+        default=2.0,
+        help="per-input memory bound: a worker's peak RSS above it is a failure",
+    )
+    ap.add_argument("--limit-as-gb", type=float, default=8.0, help="worker address space cap")
+    ap.add_argument("--startup-timeout", type=float, default=600.0)
+    ap.add_argument("--max-work", type=int, default=None, help="pixels x K at full size")
     ap.add_argument("--save-dir", default=os.path.join(ROOT, "bench", "cache", "fuzz"))
     ap.add_argument("--report", default=os.path.join(ROOT, "docs", "robustness.md"))
     ap.add_argument("--no-report", action="store_true", help="print only")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
-    cap = int(args.limit_as_gb * (1 << 30))  # a runaway allocation fails here, not the machine
-    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    levels = args.levels.split(",") if args.levels else None
+    if levels and not set(levels) <= set(fc.LEVELS):
+        ap.error(f"--levels: choose from {', '.join(fc.LEVELS)}")
+    args.levels = tuple(levels or (fc.LEVELS if args.structured else ("bytes",)))
+    if args.max_work is None:
+        args.max_work = MAX_WORK_STRUCTURED if args.structured else MAX_WORK
+    if args.seconds is None:
+        args.seconds = math.inf if args.count is not None else 60.0
+    if args.count is None:
+        args.count = sys.maxsize
+    os.makedirs(args.save_dir, exist_ok=True)
+    if args.case is not None:
+        return replay(args)
     code = code_label(provenance_row())  # the code this run reads with, before it starts
-    sadcodec.init_backend("cpu", args.threads)
-    sadcodec.decode(golden_files()[0])  # compile the kernels before timing anything
-    res = run(args)
+    items = build_pool(args)
+    run = supervise(args, items)
     command = "python -m bench.fuzz " + shlex.join(sys.argv[1:] if argv is None else argv)
-    text = report(args, res, command, code)
+    end = code_label(provenance_row())
+    if end != code:  # workers started after a change read the new code
+        code = f"{code} at the start, {end} at the end"
+    text = report(args, run, items, command, code)
     print(text)
     if not args.no_report:
         replace_section(args.report, "fuzz", text)
-    return 1 if any(o.startswith("FAILURE") for o in res["outcomes"]) else 0
+    return 1 if run.failures else 0
 
 
 if __name__ == "__main__":
