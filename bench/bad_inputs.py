@@ -80,6 +80,9 @@ def make_inputs(d: str) -> None:
     with open(os.path.join(d, "photo.png"), "rb") as f:
         write("truncated.png", f.read()[:200])
     write("existing.sad", b"an older file that encode replaces atomically")
+    write("grey-65535x1525.png", header_only_png(65535, 1525))
+    os.mkfifo(os.path.join(d, "fifo.png"))
+    os.symlink("loop.png", os.path.join(d, "loop.png"))
     os.mkdir(os.path.join(d, "readonly"), 0o555)
     os.chmod(d, 0o755)  # nobody must reach the files for the read-only case
 
@@ -133,6 +136,17 @@ def commands() -> list[tuple[str, list[str]]]:
         ("decode to an unknown extension", ["decode", "existing.sad", "-o", "x.xyz"]),
         ("decode --scale 0", ["decode", "existing.sad", "-o", "x.png", "--scale", "0"]),
         ("RGBA to JPEG", ["decode", "pa.sad", "-o", "x.jpg"]),
+        (
+            "PNG header declaring 65535x1525 (no pixels)",
+            ["encode", "grey-65535x1525.png", "-o", "g.sad"],
+        ),
+        ("self-looping symlink as input", ["encode", "loop.png", "-o", "l.sad"]),
+        ("empty output name", [*enc, ""]),
+        ("output name of 300 bytes", [*enc, "x" * 296 + ".sad"]),
+        ("decode --scale 1e308", ["decode", "existing.sad", "-o", "x.png", "--scale", "1e308"]),
+        ("decode into a FIFO (a reader drains it)", ["decode", "existing.sad", "-o", "fifo.png"]),
+        ("info of /dev/zero", ["info", "/dev/zero"]),
+        ("decode a .sad with bytes appended", ["decode", "tail.sad", "-o", "x.png"]),
     ]
 
 
@@ -146,7 +160,13 @@ def damaged_files(d: str) -> None:
     struct.pack_into("<HHB", big, 6, 16384, 16384, 3)  # width, height, channels
     big[11] = 32  # K
     struct.pack_into("<I", big, 47, zlib.crc32(bytes(big[:47])))
-    for name, data in (("trunc.sad", good[:-9]), ("flip.sad", flip), ("big.sad", big)):
+    tail = good + b"\0" * 1000
+    for name, data in (
+        ("trunc.sad", good[:-9]),
+        ("flip.sad", flip),
+        ("big.sad", big),
+        ("tail.sad", tail),
+    ):
         with open(os.path.join(d, name), "wb") as f:
             f.write(bytes(data))
 
@@ -155,7 +175,12 @@ def run(d: str, argv: list[str]) -> tuple[str, int, str]:
     prefix = []
     if "readonly/" in " ".join(argv) and os.geteuid() == 0 and shutil.which("setpriv"):
         prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    drain = None
+    if "fifo.png" in argv:  # a reader for the FIFO, as a pipeline would have
+        drain = subprocess.Popen(["cat", os.path.join(d, "fifo.png")], stdout=subprocess.DEVNULL)
     res = subprocess.run([*prefix, SAD, *argv], cwd=d, capture_output=True, text=True)
+    if drain is not None:
+        drain.wait(timeout=60)
     lines = [ln.split("\r")[-1].strip() for ln in res.stderr.splitlines()]
     lines = [ln for ln in lines if not re.search(r"\d+/\d+ \[", ln)]  # progress bars
     shown = " ".join(prefix[:1] + ["sad", *argv]) if prefix else shlex.join(["sad", *argv])
