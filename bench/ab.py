@@ -22,8 +22,10 @@ from pathlib import Path
 
 from bench.benchlib import (
     Recorder,
+    code_label,
     image_paths,
     output_args,
+    provenance,
     report_head,
     settings_of,
     table,
@@ -82,22 +84,11 @@ def encode_in(checkout: Path, image: Path, bpp: float) -> dict:
 
 
 def describe(checkout: Path) -> str:
-    try:
-        rev = subprocess.run(
-            ["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(checkout), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        return rev + (" (uncommitted changes)" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
+    """A checkout's code version in words (benchlib.provenance)."""
+    prov = provenance(checkout.resolve())
+    if prov["commit"] == "unknown":
         return str(checkout)
+    return code_label({**prov, "dirty": str(prov["dirty"])})
 
 
 def render(csv_path: Path):
