@@ -58,14 +58,22 @@ def golden_items() -> list[tuple[str, bytes]]:
 def fix_checksums(data: bytes, fix_length: bool = False) -> bytes:
     """Recompute the CRCs (and payload_len) so that a mutation gets past them.
 
-    The payload is taken to be everything between the header CRC and the last 4 bytes."""
+    The payload is taken to be everything between the header CRC and the last 4 bytes, or,
+    when header flag bit 0 is set and the metadata block's length fits in the file, between
+    that block (whose CRC is recomputed too) and the last 4 bytes."""
     if len(data) < HEADER_SIZE + 4:
         return data
     buf = bytearray(data)
+    start = HEADER_SIZE
+    if buf[16] & 1 and len(buf) >= HEADER_SIZE + 8:
+        end = HEADER_SIZE + 4 + struct.unpack_from("<I", buf, HEADER_SIZE)[0]
+        if end + 8 <= len(buf):
+            struct.pack_into("<I", buf, end, zlib.crc32(buf[HEADER_SIZE:end]))
+            start = end + 4
     if fix_length:
-        struct.pack_into("<I", buf, PAYLOAD_LEN_AT, len(buf) - HEADER_SIZE - 4)
+        struct.pack_into("<I", buf, PAYLOAD_LEN_AT, len(buf) - start - 4)
     struct.pack_into("<I", buf, HEAD, zlib.crc32(buf[:HEAD]))
-    struct.pack_into("<I", buf, len(buf) - 4, zlib.crc32(buf[HEADER_SIZE:-4]))
+    struct.pack_into("<I", buf, len(buf) - 4, zlib.crc32(buf[start:-4]))
     return bytes(buf)
 
 

@@ -1,7 +1,8 @@
 """A structured view of .sad files, for the structure-aware fuzzer (bench/fuzz.py).
 
-`parse` splits a valid file into its levels: header fields, header CRC, payload flags, the
-varint size table, each zstd frame, the payload CRC; `planes` decompresses the frames into
+`parse` splits a valid file into its levels: header fields, header CRC, the metadata block
+(version 1.1, kept as it is), payload flags, the varint size table, each zstd frame, the
+payload CRC; `planes` decompresses the frames into
 the byte planes and `sites` decodes those into integer site fields. Each level can be
 edited and put back (`set_planes`, `site_planes`), and `SadFile.to_bytes` serialises the
 result with a consistent payload_len and both CRCs unless a value was set on purpose.
@@ -66,7 +67,7 @@ INT_RANGES = {
     "channels": (1, 4),
     "k": (1, 32),
     "n_sites": (1, 1 << 22),
-    "flags": (0, 0),
+    "flags": (0, 1),
     "pos_frac_bits": (0, 4),
     "theta_bits": (1, 8),
     "a_bits": (1, 8),
@@ -84,6 +85,7 @@ FLOAT_RANGES = {
 }
 CHANNELS = (1, 3, 4)
 SINGLE_FRAME = 0x80
+FLAG_METADATA = 0x01  # header flag bit 0: a metadata block follows the header CRC
 GAP_BYTES = 4
 SITE_FIELDS = ("theta", "a", "r", "t")
 # Which header field gives the width in bits of each field plane.
@@ -224,6 +226,7 @@ class SadFile:
     header_crc: int | None = None
     payload_crc: int | None = None
     tail: bytes = b""  # bytes after the payload CRC
+    metadata: bytes = b""  # the metadata block as is: length, entries, CRC (FORMAT.md)
     raw_payload: bytes | None = None  # when set, the payload as is (flags, table, frames unused)
     notes: list[str] = field(default_factory=list)
 
@@ -262,7 +265,14 @@ class SadFile:
         head = self.header_bytes(len(payload))
         hcrc = zlib.crc32(head) if self.header_crc is None else self.header_crc
         pcrc = zlib.crc32(payload) if self.payload_crc is None else self.payload_crc
-        return head + struct.pack("<I", hcrc) + payload + struct.pack("<I", pcrc) + self.tail
+        return (
+            head
+            + struct.pack("<I", hcrc)
+            + self.metadata
+            + payload
+            + struct.pack("<I", pcrc)
+            + self.tail
+        )
 
 
 def parse(data: bytes) -> SadFile:
@@ -278,14 +288,22 @@ def parse(data: bytes) -> SadFile:
     for name in FLOAT_FIELDS:
         header[name] = f32_value(header[name])
     plen = header["payload_len"]
-    if len(data) != HEADER_SIZE + plen + TRAILER_SIZE:
+    start = HEADER_SIZE
+    if header["flags"] & FLAG_METADATA:
+        (length,) = struct.unpack_from("<I", data, HEADER_SIZE)
+        start = HEADER_SIZE + 4 + length + 4
+        (mcrc,) = struct.unpack_from("<I", data, start - 4)
+        if zlib.crc32(data[HEADER_SIZE : start - 4]) != mcrc:
+            raise ValueError("metadata CRC")
+    if len(data) != start + plen + TRAILER_SIZE:
         raise ValueError("file length")
-    payload = data[HEADER_SIZE : HEADER_SIZE + plen]
-    if zlib.crc32(payload) != struct.unpack_from("<I", data, HEADER_SIZE + plen)[0]:
+    payload = data[start : start + plen]
+    if zlib.crc32(payload) != struct.unpack_from("<I", data, start + plen)[0]:
         raise ValueError("payload CRC")
     header["payload_len"] = None  # computed when serialising
     flags = payload[0]
     sf = SadFile(header=header, frames=[], flags=flags, split=not flags & SINGLE_FRAME)
+    sf.metadata = data[HEADER_SIZE:start]
     if sf.split:
         pos, sizes = 1, []
         for _ in range(n_planes(header["channels"])):

@@ -1,5 +1,5 @@
 """Image array -> .sad bytes: settings (sadcodec.settings), the fit under the budget
-(sadcodec.fit), and the statistics of what was written."""
+(sadcodec.fit), the metadata the settings keep, and the statistics of what was written."""
 
 from __future__ import annotations
 
@@ -87,15 +87,19 @@ def encode_image(
         target, settings.rate_target(), settings.spec, settings.fit, progress, hooks
     )
     del target  # the fit's copies are gone too: the measure below renders at full size
+    data = fit.data
+    if not settings.metadata.empty:
+        # The fit had the budget less the metadata's bytes: the file stays within it.
+        data = container.with_metadata(data, settings.metadata)
     seconds = time.perf_counter() - t0
     quality = None
     if measure:
         # The quality of exactly what was written: the file's sites, in the file's order.
-        hdr, params = parse(fit.data)
+        hdr, params = parse(data)
         shown = render_params(params, w, h, w, h, hdr.k)
         quality = psnr(shown.reshape(img.shape), img)
     return EncodeResult(
-        data=fit.data,
+        data=data,
         psnr=quality,
         sites=len(fit.params),
         iterations=fit.iterations,

@@ -1,5 +1,6 @@
-"""The one place that turns what a user asks for (bpp, effort, iterations, seed) into the
-encoder's settings: the quantization grids, the fit's configuration and the byte budget.
+"""The one place that turns what a user asks for (bpp or a file size, effort, iterations,
+seed, the metadata to keep) into the encoder's settings: the quantization grids, the
+fit's configuration and the byte budget.
 
 The API, the CLI, the benchmarks and the tests all take their settings from here, and the
 arguments are validated here, once.
@@ -14,7 +15,8 @@ import re
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from .errors import SadError, SadTypeError
+from .container import EXIF_PREFIX, Metadata
+from .errors import SadError, SadFormatError, SadTypeError
 from .fit.config import FitConfig
 from .quantize import QuantSpec
 from .writer import fixed_bytes, make_estimator, make_writer, smallest_file
@@ -42,6 +44,13 @@ MORE_ITERATIONS_FROM_BPP = 1.5
 DENSE_ITERATION_SCALE = 1.5
 DENSE_SCALE_UP_TO = 1600
 DENSE_SUBSAMPLE_UNTIL = 0.3
+# From this many pixels on, below MORE_ITERATIONS_FROM_BPP, an effort level fits
+# LARGE_ITERATION_SCALE times its iterations, and the whole geometry phase takes the
+# subsampled gradient: photographs at camera resolution lose less to both than the Kodak
+# images (docs/tuning.md, "Photographs at camera resolution").
+LARGE_FROM_PIXELS = 1_000_000
+LARGE_ITERATION_SCALE = 0.875
+LARGE_SUBSAMPLE_UNTIL = 0.7
 
 # An encode's peak memory, estimated from the image size and the settings before any work
 # starts, so that an image too large for the machine is refused in one line instead of
@@ -102,6 +111,11 @@ BITS_PER_SITE_GUESS = 46.0
 # memory, or the cgroup's limit where that is lower).
 DEFAULT_MEMORY_SHARE = 0.75
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+# --size units: k, M, G are powers of 1000, Ki, Mi, Gi powers of 1024 (unlike
+# --max-memory's K, M, G). --size is a hard upper limit, so a unit read as the smaller of
+# the two readings keeps a file under the limit its writer meant either way.
+_SIZE_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "ki": 1 << 10, "mi": 1 << 20}
+_SIZE_UNITS |= {"gi": 1 << 30}
 
 
 @dataclass(frozen=True)
@@ -111,30 +125,42 @@ class EncodeSettings:
     width: int
     height: int
     channels: int
-    bpp: float
-    budget_bytes: int  # floor(bpp * W * H / 8): the whole file, header included
+    bpp: float  # 8 * budget_bytes / (W * H) for a --size, else as asked
+    # The whole file, header and metadata included: floor(bpp * W * H / 8), or --size
+    # (at most MAX_BPP's).
+    budget_bytes: int
     spec: QuantSpec
     fit: FitConfig
     memory_bytes: int = 0  # estimated peak memory of the encode (estimate_memory)
     max_memory: int | None = None  # the limit it was checked against (None: unknown)
+    metadata: Metadata = Metadata()  # what the file keeps besides its sites
+    size: int | None = None  # the --size asked for (None: a --bpp budget)
+
+    @property
+    def fit_budget_bytes(self) -> int:
+        """The budget of the fit's file (header and sites): the whole budget less the
+        metadata's bytes, which are added to the fitted file afterwards."""
+        return self.budget_bytes - self.metadata.block_bytes()
 
     def rate_target(self) -> RateTarget:
         from .fit.rate import RateTarget
 
         w, h = self.width, self.height
         return RateTarget(
-            budget_bytes=self.budget_bytes,
+            budget_bytes=self.fit_budget_bytes,
             write=make_writer(w, h, self.channels, self.fit.k, self.spec),
             estimate=make_estimator(w, h, self.spec),
             fixed_bytes=fixed_bytes(),
         )
 
 
-def effort_iterations(effort: int, bpp: float) -> int:
-    """Fit iterations for an effort level at a target rate."""
+def effort_iterations(effort: int, bpp: float, pixels: int = 0) -> int:
+    """Fit iterations for an effort level at a target rate and image size."""
     n = EFFORT_ITERATIONS[effort]
     if bpp >= MORE_ITERATIONS_FROM_BPP:
         n = max(n, min(int(round(n * DENSE_ITERATION_SCALE)), DENSE_SCALE_UP_TO))
+    elif pixels >= LARGE_FROM_PIXELS:
+        n = int(round(n * LARGE_ITERATION_SCALE))
     return n
 
 
@@ -149,11 +175,15 @@ def choose_spec(width: int, height: int, bpp: float | None = None) -> QuantSpec:
     return replace(spec, pos_frac_bits=pfb)
 
 
-def fit_config(bpp: float, iterations: int, *, k: int = DEFAULT_K, seed: int = 0) -> FitConfig:
-    """The fit's settings for a target rate."""
+def fit_config(
+    bpp: float, iterations: int, *, k: int = DEFAULT_K, seed: int = 0, pixels: int = 0
+) -> FitConfig:
+    """The fit's settings for a target rate and image size."""
     cfg = FitConfig(iterations=iterations, k=k, seed=seed)
     if bpp >= MORE_ITERATIONS_FROM_BPP:
         cfg.subsample_until = DENSE_SUBSAMPLE_UNTIL
+    elif pixels >= LARGE_FROM_PIXELS:
+        cfg.subsample_until = LARGE_SUBSAMPLE_UNTIL
     return cfg
 
 
@@ -266,6 +296,53 @@ def parse_memory(value: object) -> int:
     return int(number)
 
 
+def parse_size(value: object) -> int:
+    """A file size limit in bytes: a positive number, or a string such as "50k", "1.5M",
+    "64KiB" or "20000" (k, M, G are powers of 1000; Ki, Mi, Gi of 1024; a trailing B is
+    allowed); fractions of a byte are dropped. SadError otherwise."""
+    msg = f"--size must be a size in bytes, or with a unit such as 50k or 1.5M, got {value!r}"
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:([kmg]i?)b?|b)?\s*", value, re.I)
+        if m is None:
+            raise SadError(msg)
+        number = float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "").lower()]
+    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+        number = _as_float(value, msg)
+    else:
+        raise SadTypeError(msg)
+    if not (math.isfinite(number) and number >= 1):
+        raise SadError(msg)
+    return int(number)
+
+
+def make_metadata(icc_profile: object = None, exif: object = None) -> Metadata:
+    """The metadata to store from an ICC profile and EXIF (bytes-like, or None / empty
+    for none); EXIF with or without the "Exif\\0\\0" prefix of Pillow's info["exif"].
+    SadTypeError for another type; their content is checked by encode_settings."""
+    values = []
+    for name, value in (("icc_profile", icc_profile), ("exif", exif)):
+        if value is None:
+            values.append(None)
+            continue
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            raise SadTypeError(f"{name} must be bytes or None, got {type(value).__name__}")
+        values.append(bytes(value) or None)
+    icc, ex = values
+    if ex is not None and ex.startswith(EXIF_PREFIX):
+        ex = ex[len(EXIF_PREFIX) :] or None
+    return Metadata(icc, ex)
+
+
+def describe_metadata(meta: Metadata) -> str:
+    """'ICC profile 3144 bytes, EXIF 1020 bytes' (the entries present)."""
+    parts = []
+    if meta.icc_profile:
+        parts.append(f"ICC profile {len(meta.icc_profile)} bytes")
+    if meta.exif:
+        parts.append(f"EXIF {len(meta.exif)} bytes")
+    return ", ".join(parts) or "none"
+
+
 def format_bytes(n: float) -> str:
     """Bytes for people: 1.5 GiB, 300 MiB."""
     if n >= 1 << 30:
@@ -299,40 +376,73 @@ def encode_settings(
     width: int,
     height: int,
     channels: int,
-    bpp: float,
+    bpp: float | None = None,
     *,
+    size: object = None,
     effort: int | None = None,
     iterations: int | None = None,
     seed: int = 0,
     k: int = DEFAULT_K,
     max_memory: object = None,
+    icc_profile: object = None,
+    exif: object = None,
 ) -> EncodeSettings:
     """Validate the arguments and derive the settings of an encode; SadError if invalid,
     or if the encode's estimated peak memory (estimate_memory) is over ``max_memory``
-    (bytes, or a string such as "8G"; default: DEFAULT_MEMORY_SHARE of the machine's)."""
-    bpp = check_bpp(bpp)
+    (bytes, or a string such as "8G"; default: DEFAULT_MEMORY_SHARE of the machine's).
+
+    The budget is ``bpp`` (default 1.0) or ``size``, the most bytes the file may have
+    (parse_size; capped at MAX_BPP's budget), not both. The metadata (make_metadata) is
+    stored in the file and counts in its size: the fit gets the budget less its bytes."""
+    if bpp is not None and size is not None:
+        raise SadError("give --bpp or --size, not both")
+    meta = make_metadata(icc_profile, exif)
+    try:
+        meta.validate(channels)
+    except SadFormatError as exc:
+        raise SadError(f"cannot store the metadata: {exc}") from None
+    pixels = width * height
+    if size is not None:
+        limit_bytes = parse_size(size)
+        budget = min(limit_bytes, math.floor(MAX_BPP * pixels / 8))
+        bpp = 8 * budget / pixels
+    else:
+        limit_bytes = None
+        bpp = check_bpp(1.0 if bpp is None else bpp)
+        budget = math.floor(bpp * pixels / 8)
     seed = _check_int("seed", seed, 0, MAX_SEED)
     if effort is not None and iterations is not None:
         raise SadError("give --effort or --iterations, not both")
+    meta_bytes = meta.block_bytes()
+    # The fit's grids and iterations follow the rate its sites get.
+    fit_bpp = max(0.0, bpp - 8 * meta_bytes / pixels)
     if iterations is None:
         e = DEFAULT_EFFORT if effort is None else _check_int("effort", effort, 1, 9)
-        iterations = effort_iterations(e, bpp)
+        iterations = effort_iterations(e, fit_bpp, pixels)
     iterations = _check_int("iterations", iterations, 1, MAX_ITERATIONS)
-    spec = choose_spec(width, height, bpp)
-    budget = math.floor(bpp * width * height / 8)
+    spec = choose_spec(width, height, fit_bpp)
     need = smallest_file(width, height, channels, k, spec)
-    if budget < need:
-        least = 8 * need / (width * height)
+    asked = f"--size {limit_bytes} bytes" if size is not None else f"{bpp:g} bpp"
+    if budget < need + meta_bytes:
+        least = 8 * (need + meta_bytes) / pixels
+        if meta_bytes and budget >= need:
+            raise SadError(
+                f"the metadata ({describe_metadata(meta)}; {meta_bytes} bytes stored) leaves "
+                f"{budget - meta_bytes} of the {budget} bytes {asked} allows for "
+                f"{width}x{height}, less than the smallest file's {need}: drop it with "
+                "--metadata none (or --metadata icc for EXIF), or allow at least "
+                f"{need + meta_bytes} bytes ({least:.4f} bpp)"
+            )
         if least > MAX_BPP:
             raise SadError(
                 f"a {width}x{height} image is too small for .sad (the smallest file is "
                 f"{need} bytes, {least:g} bpp; --bpp is at most {MAX_BPP:g})"
             )
         raise SadError(
-            f"budget too small: {bpp:g} bpp is {budget} bytes for {width}x{height}; the "
-            f"smallest file is {need} bytes ({least:.4f} bpp)"
+            f"budget too small: {asked} is {budget} bytes for {width}x{height}; the "
+            f"smallest file is {need + meta_bytes} bytes ({least:.4f} bpp)"
         )
-    memory = estimate_memory(width, height, channels, budget, k)
+    memory = estimate_memory(width, height, channels, budget - meta_bytes, k)
     limit = check_memory(width, height, bpp, memory, max_memory)
     return EncodeSettings(
         width=width,
@@ -341,7 +451,9 @@ def encode_settings(
         bpp=bpp,
         budget_bytes=budget,
         spec=spec,
-        fit=fit_config(bpp, iterations, k=k, seed=seed),
+        fit=fit_config(fit_bpp, iterations, k=k, seed=seed, pixels=pixels),
         memory_bytes=memory,
         max_memory=limit,
+        metadata=meta,
+        size=limit_bytes,
     )

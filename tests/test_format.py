@@ -512,10 +512,14 @@ GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
 
 
 def rewrap(data: bytes, payload: bytes) -> bytes:
-    """A file's header around another payload, with payload_len and both CRCs fixed."""
+    """A file's header (and metadata, if any) around another payload, with payload_len
+    and the CRCs fixed."""
     head = bytearray(data[:HEAD])
     struct.pack_into("<I", head, FIELDS["payload_len"][0], len(payload))
     head += struct.pack("<I", zlib.crc32(head))
+    if unpack_field(data, "flags") & 1:  # FORMAT.md, "Metadata": length, entries, CRC
+        (length,) = struct.unpack_from("<I", data, HEAD + 4)
+        head += data[HEAD + 4 : HEAD + 12 + length]
     return bytes(head) + payload + struct.pack("<I", zlib.crc32(payload))
 
 

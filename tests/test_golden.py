@@ -10,11 +10,13 @@ docs/FORMAT.md's formula (tests/test_render.py, reference), up to float32 roundi
 near ties, so a golden cannot freeze a wrong decode. On CUDA (jump flooding, not the
 exact top-K: docs/FORMAT.md) a few pixels may blend another site.
 The header of each file is also read back with the offsets, types and valid values parsed
-from the header table of docs/FORMAT.md, so the document and the files cannot drift apart.
+from the header table of docs/FORMAT.md, so the document and the files cannot drift apart;
+a 1.1 file's metadata block is checked against FORMAT.md's layout byte by byte.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import struct
@@ -22,7 +24,7 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageCms
 from test_format import assert_every_bit_flip_refused
 from test_render import assert_matches_reference, reference
 
@@ -58,6 +60,16 @@ EXPECTED = {
         "grids": V1_GRIDS | {"theta_bits": 7},
         "scale": 0.5,
     },
+    # An sRGB profile from LittleCMS and EXIF (Make, Model): the metadata of version 1.1.
+    "v1.1-rgb-48x32-meta": {
+        "width": 48,
+        "height": 32,
+        "channels": 3,
+        "n_sites": 105,
+        "flags": 1,
+        "grids": V1_GRIDS | {"theta_bits": 7, "pos_frac_bits": 3},
+        "metadata": {"ICCP": 588, "EXIF": 60},
+    },
 }
 _TYPES = {"4 bytes": "4s", "u8": "B", "u16": "H", "u32": "I", "f32": "f"}
 ON_CUDA = os.environ.get("SAD_TEST_ARCH", "cpu") == "cuda"
@@ -82,9 +94,9 @@ def read(name: str, ext: str) -> bytes:
 
 
 def expected(png: str) -> np.ndarray:
+    """The expected pixels as sadcodec.decode gives them: (H, W) for greyscale."""
     with Image.open(os.path.join(GOLDEN, png)) as im:
-        want = np.asarray(im)
-    return want[..., None] if want.ndim == 2 else want
+        return np.asarray(im)
 
 
 def assert_same_pixels(got: np.ndarray, want: np.ndarray, label: str) -> None:
@@ -92,7 +104,7 @@ def assert_same_pixels(got: np.ndarray, want: np.ndarray, label: str) -> None:
     assert got.dtype == np.uint8 and got.shape == want.shape, label
     diff = np.abs(got.astype(int) - want.astype(int))
     if ON_CUDA:
-        assert (diff.max(axis=-1) > 1).mean() <= CUDA_MISSES, label
+        assert (np.atleast_3d(diff).max(axis=-1) > 1).mean() <= CUDA_MISSES, label
     else:
         differ = np.count_nonzero(diff)
         assert diff.max() == 0, f"{label}: {differ} samples differ, max {diff.max()}"
@@ -187,7 +199,7 @@ def test_golden_png_is_the_normative_render(name, scale):
     data = read(name, ".sad")
     hdr, params = decoder.parse(data)
     png = f"{name}.png" if scale == 1.0 else f"{name}@{scale:g}x.png"
-    want = expected(png)
+    want = np.atleast_3d(expected(png))
     ref = reference(params, hdr.width, hdr.height, want.shape[1], want.shape[0], hdr.k)
     assert_matches_reference(want, ref, hdr.k, f"{png} vs float64")
 
@@ -235,9 +247,11 @@ def test_golden_header_matches_format_doc(name):
     for field, (_, _, valid) in doc.items():
         assert within(got[field], valid), f"{name}: {field} = {got[field]!r} not in {valid}"
     plen = got["payload_len"]
-    assert len(data) == 47 + 4 + plen + 4
+    entries = metadata_entries(data) if got["flags"] & 1 else {}
+    start = 51 + (8 + sum(8 + n for n in entries.values()) if entries else 0)
+    assert len(data) == start + plen + 4
     assert got["header CRC"] == zlib.crc32(data[:47])
-    assert struct.unpack_from("<I", data, 51 + plen)[0] == zlib.crc32(data[51 : 51 + plen])
+    assert struct.unpack_from("<I", data, start + plen)[0] == zlib.crc32(data[start : start + plen])
     version = re.match(r"v(\d+)\.(\d+)-", name)
     assert version, name
     assert (got["version_major"], got["version_minor"]) == tuple(map(int, version.groups()))
@@ -248,9 +262,10 @@ def test_golden_header_matches_format_doc(name):
             e["channels"],
             e["n_sites"],
             8,
-            0,
+            e.get("flags", 0),
         )
         assert {f: got[f] for f in V1_GRIDS} == e.get("grids", V1_GRIDS)
+        assert entries == e.get("metadata", {})
     info = sadcodec.read_info(data)
     assert info["format_version"] == "{}.{}".format(*version.groups())
     assert info["checksum"] == "ok"
@@ -261,10 +276,40 @@ def test_golden_header_matches_format_doc(name):
     )
 
 
+def metadata_entries(data: bytes) -> dict[str, int]:
+    """tag -> data bytes of each metadata entry, read by FORMAT.md's "Metadata" layout
+    (the length at 51, the entries, a CRC of both), not by sadcodec."""
+    (length,) = struct.unpack_from("<I", data, 51)
+    assert 16 <= length <= 4259847
+    assert struct.unpack_from("<I", data, 55 + length)[0] == zlib.crc32(data[51 : 55 + length])
+    entries, pos = {}, 55
+    while pos < 55 + length:
+        tag = data[pos : pos + 4].decode("ascii")
+        (n,) = struct.unpack_from("<I", data, pos + 4)
+        body = data[pos + 8 : pos + 8 + n]
+        if tag == "ICCP":
+            assert int.from_bytes(body[:4], "big") == n and body[36:40] == b"acsp"
+        else:
+            assert tag == "EXIF" and body[:4] in (b"II*\x00", b"MM\x00*")
+        entries[tag] = n
+        pos += 8 + n
+    assert pos == 55 + length and list(entries) in (["ICCP"], ["EXIF"], ["ICCP", "EXIF"])
+    return entries
+
+
+def test_golden_metadata_reads_back():
+    """The 1.1 golden's ICC profile and EXIF as sadcodec.read_metadata gives them to Pillow."""
+    meta = sadcodec.read_metadata(read("v1.1-rgb-48x32-meta", ".sad"))
+    assert ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(meta["icc_profile"])))
+    exif = Image.Exif()
+    exif.load(meta["exif"])
+    assert (exif[0x010F], exif[0x0110]) == ("sadcodec", "golden v1.1")
+
+
 def test_doc_value_checker_is_not_vacuous():
     doc = documented_header()
     bad = {"magic": b"SAD\x1b", "version_major": 2, "width": 0, "channels": 2, "K": 33}
-    bad |= {"n_sites": 2**22 + 1, "flags": 1, "a_max": 0.0, "r_min": -4097.0}
+    bad |= {"n_sites": 2**22 + 1, "flags": 2, "a_max": 0.0, "r_min": -4097.0}
     bad |= {"t_step": 4.5, "payload_len": 2**30 + 1}
     for field, value in bad.items():
         assert not within(value, doc[field][2]), field

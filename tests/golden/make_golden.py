@@ -1,8 +1,9 @@
 """Write the golden .sad files of the current format version and their decoded PNGs.
 
 Run this ONLY when a new format version or golden case is added (python
-tests/golden/make_golden.py): it writes `v<major>.<minor>-<name>.sad/.png` for the version
-the code writes now and never touches existing files, because old goldens are kept
+tests/golden/make_golden.py): it writes `v<major>.<minor>-<name>.sad/.png`, named by the
+version the code writes for that case (1.0 without metadata, 1.1 with), and never
+touches existing files, because old goldens are kept
 forever: tests/test_golden.py decodes every one of them on every run, which is how we know
 old files still decode. It also writes, for every golden .sad that lacks it, the expected
 decode at one other scale, `<golden>@<scale>x.png` (scale_of), from the committed .sad.
@@ -20,7 +21,7 @@ import os
 import sys
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageCms
 
 import sadcodec
 from sadcodec import container
@@ -75,8 +76,25 @@ def detailed(width: int, height: int, channels: int, seed: int) -> np.ndarray:
 PICTURES = {"synthetic": synthetic, "detailed": detailed}
 
 
+def golden_metadata() -> dict[str, bytes]:
+    """An sRGB ICC profile made by LittleCMS (through Pillow) and EXIF with a camera make
+    and model, as encode() takes them."""
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x010F] = "sadcodec"  # Make
+    exif[0x0110] = "golden v1.1"  # Model
+    return {"icc_profile": icc, "exif": exif.tobytes()}
+
+
+# case -> the metadata its file stores (a file with metadata is version 1.1).
+METADATA = {"rgb-48x32-meta": golden_metadata}
+CASES["rgb-48x32-meta"] = (48, 32, 3, 5, 8.0, "synthetic", 40)
+
+
 def golden_name(case: str) -> str:
-    return f"v{container.VERSION_MAJOR}.{container.VERSION_MINOR}-{case}"
+    flags = container.FLAG_METADATA if case in METADATA else 0
+    major, minor = container.file_version(flags)
+    return f"v{major}.{minor}-{case}"
 
 
 def scale_of(width: int, height: int) -> float:
@@ -91,7 +109,7 @@ def scaled_png(base: str, scale: float) -> str:
 
 def save_png(path: str, image: np.ndarray) -> None:
     with open(path, "xb") as f:
-        Image.fromarray(image[..., 0] if image.shape[2] == 1 else image).save(
+        Image.fromarray(image[..., 0] if image.shape[2:] == (1,) else image).save(
             f, format="PNG", optimize=True
         )
 
@@ -104,7 +122,8 @@ def main() -> int:
             print(f"kept {base}.sad (goldens are never regenerated)")
             continue
         image = PICTURES[picture](w, h, c, seed)
-        data = sadcodec.encode(image, bpp, seed=seed, iterations=iterations)
+        meta = METADATA[case]() if case in METADATA else {}
+        data = sadcodec.encode(image, bpp, seed=seed, iterations=iterations, **meta)
         out = sadcodec.decode(data)
         with open(base + ".sad", "xb") as f:
             f.write(data)
