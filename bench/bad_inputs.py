@@ -44,6 +44,23 @@ def _scene(h: int, w: int) -> np.ndarray:
     return img.astype(np.uint8)
 
 
+def ramp_file() -> bytes:
+    """Issue 24's crafted file: 400 sites at one point of a 3900x3900 image, K = 32, with a
+    ramp of radii (no two alike), so that every tile keeps ~90 sites: 734 bytes whose
+    render at the stored size models at ~15 s, over the decoder's limit."""
+    from sadcodec.settings import choose_spec
+    from sadcodec.writer import make_writer
+
+    n, size = 400, 3900
+    p = np.zeros((n, 9), np.float32)
+    p[:, :2] = size / 2
+    p[:, 4] = np.linspace(-32, 31, n)
+    p[:, 5] = 2.0
+    p[:, 6:] = 0.5
+    p[:, 6] = np.random.default_rng(1).integers(0, 2, n)
+    return make_writer(size, size, 3, 32, choose_spec(size, size))(p)
+
+
 def make_inputs(d: str) -> None:
     """Write every input file the commands below refer to."""
 
@@ -81,6 +98,7 @@ def make_inputs(d: str) -> None:
         write("truncated.png", f.read()[:200])
     write("existing.sad", b"an older file that encode replaces atomically")
     write("grey-65535x1525.png", header_only_png(65535, 1525))
+    write("ramp.sad", ramp_file())
     os.mkfifo(os.path.join(d, "fifo.png"))
     os.symlink("loop.png", os.path.join(d, "loop.png"))
     os.mkdir(os.path.join(d, "readonly"), 0o555)
@@ -90,6 +108,7 @@ def make_inputs(d: str) -> None:
 def commands() -> list[tuple[str, list[str]]]:
     """(what, argv) in run order; decodes use the files the encodes before them wrote."""
     enc = ["encode", "photo.png", "-o"]
+    dec = ["decode", "existing.sad", "-o", "x.png"]
     return [
         ("zero-size PNG", ["encode", "zero.png", "-o", "z.sad"]),
         ("1x1 image", ["encode", "one.png", "-o", "one.sad", "--bpp", "64"]),
@@ -147,6 +166,17 @@ def commands() -> list[tuple[str, list[str]]]:
         ("decode into a FIFO (a reader drains it)", ["decode", "existing.sad", "-o", "fifo.png"]),
         ("info of /dev/zero", ["info", "/dev/zero"]),
         ("decode a .sad with bytes appended", ["decode", "tail.sad", "-o", "x.png"]),
+        (
+            "decode a 734-byte .sad whose render costs too much (400 sites, K=32, 3900x3900)",
+            ["decode", "ramp.sad", "-o", "x.png"],
+        ),
+        (
+            "... a 256x256 region of it",
+            ["decode", "ramp.sad", "-o", "x.png", "--region", "1822,1822,256,256"],
+        ),
+        ("decode --region outside the output", [*dec, "--region", "30,20,20,20"]),
+        ("decode --region of zero width", [*dec, "--region", "0,0,0,8"]),
+        ("decode --region not four numbers", [*dec, "--region", "1,2,3"]),
     ]
 
 
@@ -183,6 +213,8 @@ def run(d: str, argv: list[str]) -> tuple[str, int, str]:
         drain.wait(timeout=60)
     lines = [ln.split("\r")[-1].strip() for ln in res.stderr.splitlines()]
     lines = [ln for ln in lines if not re.search(r"\d+/\d+ \[", ln)]  # progress bars
+    # and progress as plain lines (stderr is not a terminal): "fit: 10/20 iterations, PSNR"
+    lines = [ln for ln in lines if not re.match(r"[a-z_]+: (\d+/\d+ iterations, )?PSNR ", ln)]
     shown = " ".join(prefix[:1] + ["sad", *argv]) if prefix else shlex.join(["sad", *argv])
     return shown, res.returncode, "<br>".join(ln for ln in lines if ln)
 

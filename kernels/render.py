@@ -69,6 +69,8 @@ def render_tiled(
     params: ti.types.ndarray(dtype=ti.f32, ndim=2),
     size: ti.i32,
     cols: ti.i32,
+    ox: ti.i32,
+    oy: ti.i32,
     sx: ti.f32,
     sy: ti.f32,
     s_inv: ti.f32,
@@ -81,7 +83,9 @@ def render_tiled(
     pixel finds its K sites as topk.tile_topk does and blends the scores it found them
     with, so no (H, W, K) map is stored (a third of a 24 MP decode's memory) or read.
     LARGE fills the lists by a sorting network and blends a row at a time (blend_rows):
-    faster per pixel, more for a fresh process to trace (sadcodec/render.py decides)."""
+    faster per pixel, more for a fresh process to trace (sadcodec/render.py decides).
+    out is the w x h region of a larger output from pixel (ox, oy) on (0, 0: all of it),
+    rendered as that output's pixels (kernels/tiles.py, _tile_rect)."""
     h = out.shape[0]
     w = out.shape[1]
     for u in range(row_items(cols, h, size) * pad):
@@ -89,7 +93,9 @@ def render_tiled(
             continue
         t, x0, nx, y = tile_row(u // pad, size, cols, w)
         if y < h and nx > 0:
-            key = tile_row_topk(lst, ub, off, cnt, tab, t, x0, nx, y, sx, sy, s_inv, K, LARGE)
+            key = tile_row_topk(
+                lst, ub, off, cnt, tab, t, x0, nx, y, ox, oy, sx, sy, s_inv, K, LARGE
+            )
             if ti.static(LARGE):
                 ids, lg = split_keys(key)
                 col = blend_rows(ids, lg, params, C)

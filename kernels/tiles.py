@@ -107,13 +107,15 @@ def _heap_replace(heap: ti.template(), row, v: ti.f32) -> ti.f32:
 
 
 @ti.func
-def _tile_rect(tx, ty, size: ti.i32, w: ti.i32, h: ti.i32, sx: ti.f32, sy: ti.f32):
+def _tile_rect(tx, ty, size: ti.i32, w: ti.i32, h: ti.i32, ox, oy, sx: ti.f32, sy: ti.f32):
     """The span of pixel centres of a tile, in fitted-image coordinates (tx, ty scalars,
-    or vectors with one lane a tile)."""
-    x0 = (ti.cast(tx * size, ti.f32) + 0.5) * sx
-    x1 = (ti.cast(ti.min(tx * size + size, w) - 1, ti.f32) + 0.5) * sx
-    y0 = (ti.cast(ty * size, ti.f32) + 0.5) * sy
-    y1 = (ti.cast(ti.min(ty * size + size, h) - 1, ti.f32) + 0.5) * sy
+    or vectors with one lane a tile). The map is w x h pixels of a larger output from
+    pixel (ox, oy) on (a region decode; 0, 0 for a whole map): its pixel (x, y) is the
+    output's (ox + x, oy + y)."""
+    x0 = (ti.cast(ox + tx * size, ti.f32) + 0.5) * sx
+    x1 = (ti.cast(ox + ti.min(tx * size + size, w) - 1, ti.f32) + 0.5) * sx
+    y0 = (ti.cast(oy + ty * size, ti.f32) + 0.5) * sy
+    y1 = (ti.cast(oy + ti.min(ty * size + size, h) - 1, ti.f32) + 0.5) * sy
     return x0, x1, y0, y1
 
 
@@ -225,6 +227,8 @@ def tile_cull(
     parent_cols: ti.i32,
     w: ti.i32,
     h: ti.i32,
+    ox: ti.i32,
+    oy: ti.i32,
     sx: ti.f32,
     sy: ti.f32,
     s_inv: ti.f32,
@@ -249,7 +253,7 @@ def tile_cull(
         t = u // pad
         tx = t % cols
         ty = t // cols
-        x0, x1, y0, y1 = _tile_rect(tx, ty, size, w, h, sx, sy)
+        x0, x1, y0, y1 = _tile_rect(tx, ty, size, w, h, ox, oy, sx, sy)
         p = (ty // ratio) * parent_cols + tx // ratio
         first = parent_off[p]
         if fill == 0:
@@ -287,6 +291,8 @@ def tile_cull_once(
     parent_cols: ti.i32,
     w: ti.i32,
     h: ti.i32,
+    ox: ti.i32,
+    oy: ti.i32,
     sx: ti.f32,
     sy: ti.f32,
     s_inv: ti.f32,
@@ -322,7 +328,7 @@ def tile_cull_once(
         tx = bx + lx
         ty = by + ly
         valid = (tx < cols) & (ty < rows) & ((lx + ly == 0) | (blk == 2))
-        x0, x1, y0, y1 = _tile_rect(tx, ty, size, w, h, sx, sy)  # one lane a tile
+        x0, x1, y0, y1 = _tile_rect(tx, ty, size, w, h, ox, oy, sx, sy)  # one lane a tile
         p = (by // ratio) * parent_cols + bx // ratio
         first = parent_off[p]
         n = parent_cnt[p]
@@ -438,6 +444,8 @@ def tile_row_topk(
     x0: ti.i32,
     nx: ti.i32,
     y: ti.i32,
+    ox: ti.i32,
+    oy: ti.i32,
     sx: ti.f32,
     sy: ti.f32,
     s_inv: ti.f32,
@@ -445,7 +453,8 @@ def tile_row_topk(
     SORT_FIRST: ti.template(),
 ):
     """The exact top-K of the nx <= ROW pixels from column x0 of row y, among tile t's
-    surviving sites, given best bound first: (ROW, K) _rank_key keys, best first, whose
+    surviving sites, given best bound first (the map's pixel (x, y) is the output's
+    (ox + x, oy + y), as in _tile_rect): (ROW, K) _rank_key keys, best first, whose
     sites and logits split_keys gives (-1 and NEG_INF where a pixel has fewer than K
     sites; rows past nx are meaningless). The scan stops at the first site whose bound is
     below every pixel's K-th logit, as no later site can enter any list. Ties go to the
@@ -456,8 +465,9 @@ def tile_row_topk(
     insertion at a time: faster per pixel, more code for a fresh process to load."""
     R = ti.static(ROW)
     key = ti.Matrix([[ti.i64(EMPTY_KEY)] * K for _ in range(R)], dt=ti.i64)
-    py = (ti.cast(y, ti.f32) + 0.5) * sy
+    py = (ti.cast(oy + y, ti.f32) + 0.5) * sy
     lanes = ti.Vector([p for p in ti.static(range(R))], dt=ti.i32)
+    ux = ox + x0  # the output column of lane 0
     first = off[t]
     kth = ti.select(lanes < nx, ti.i64(EMPTY_KEY), ti.i64(TOP_KEY))
     thr = NEG_INF  # the lowest K-th logit: no site whose bound is below it enters a list
@@ -469,7 +479,7 @@ def tile_row_topk(
         m = ti.min(cnt[t], K)
         for j in range(m):
             c = lst[first + j]
-            sk = _rank_key(_row_logits(tab, c, x0, lanes, py, sx, s_inv), c)
+            sk = _rank_key(_row_logits(tab, c, ux, lanes, py, sx, s_inv), c)
             for p in ti.static(range(R)):
                 key[p, j] = sk[p]
         for p in range(R):
@@ -486,7 +496,7 @@ def tile_row_topk(
         if ub[first + j] < thr:
             break
         c = lst[first + j]
-        sk = _rank_key(_row_logits(tab, c, x0, lanes, py, sx, s_inv), c)
+        sk = _rank_key(_row_logits(tab, c, ux, lanes, py, sx, s_inv), c)
         # Most sites after the first few enter no lane: one vector compare skips them.
         if (sk > kth).any():
             for p in range(R):
@@ -532,6 +542,8 @@ def tile_topk(
     tab: ti.types.ndarray(dtype=ti.f32, ndim=2),
     size: ti.i32,
     cols: ti.i32,
+    ox: ti.i32,
+    oy: ti.i32,
     sx: ti.f32,
     sy: ti.f32,
     s_inv: ti.f32,
@@ -539,7 +551,8 @@ def tile_topk(
     K: ti.template(),
 ):
     """Each pixel's exact top-K among its tile's surviving sites (tile_row_topk), a row of
-    up to ROW pixels per work item. Items are padded out as in tile_cull."""
+    up to ROW pixels per work item. Items are padded out as in tile_cull; (ox, oy) as in
+    _tile_rect."""
     h = dst.shape[0]
     w = dst.shape[1]
     for u in range(row_items(cols, h, size) * pad):
@@ -547,7 +560,7 @@ def tile_topk(
             continue
         t, x0, nx, y = tile_row(u // pad, size, cols, w)
         if y < h and nx > 0:
-            key = tile_row_topk(lst, ub, off, cnt, tab, t, x0, nx, y, sx, sy, s_inv, K, 1)
+            key = tile_row_topk(lst, ub, off, cnt, tab, t, x0, nx, y, ox, oy, sx, sy, s_inv, K, 1)
             for p in range(nx):
                 ids, _ = split_keys(ti.Vector([key[p, k] for k in ti.static(range(K))]))
                 for k in ti.static(range(K)):

@@ -220,8 +220,9 @@ def _bytes_after_frame(dctx: zstandard.ZstdDecompressor, frame, what: str) -> in
     raise SadFormatError(f"corrupt file: {what} is not a complete zstd frame")
 
 
-def decode_payload(buf, n: int, channels: int, col_bits: int) -> dict:
-    """Inverse of encode_payload (buf: bytes or a memoryview, which is never copied);
+def decode_planes(buf, n: int, channels: int) -> tuple[int, list[np.ndarray]]:
+    """The payload's flags (without SINGLE_FRAME) and its P planes of n bytes each, read-only
+    uint8 views of the decompressed frames (buf: bytes or a memoryview, never copied);
     decompression is capped at the size the header implies."""
     buf = memoryview(buf)
     if not buf:
@@ -231,7 +232,8 @@ def decode_payload(buf, n: int, channels: int, col_bits: int) -> dict:
         raise SadFormatError("corrupt file: unknown payload flags")
     p = n_planes(channels)
     if flags & SINGLE_FRAME:
-        arr = np.frombuffer(_decompress(buf[1:], p * n, "payload"), np.uint8).reshape(p, n)
+        whole = np.frombuffer(_decompress(buf[1:], p * n, "payload"), np.uint8)
+        planes = [whole[i * n : (i + 1) * n] for i in range(p)]
     else:
         pos = 1
         sizes = []
@@ -240,37 +242,88 @@ def decode_payload(buf, n: int, channels: int, col_bits: int) -> dict:
             sizes.append(size)
         if pos + sum(sizes) != len(buf):
             raise SadFormatError("corrupt file: stream sizes do not add up to the payload")
-        arr = np.empty((p, n), dtype=np.uint8)
+        planes = []
         for i, size in enumerate(sizes):
-            arr[i] = np.frombuffer(_decompress(buf[pos : pos + size], n, f"stream {i}"), np.uint8)
+            planes.append(
+                np.frombuffer(_decompress(buf[pos : pos + size], n, f"stream {i}"), np.uint8)
+            )
             pos += size
-    flags &= ~SINGLE_FRAME
-    gaps = np.zeros(n, dtype=np.uint64)
-    for b in range(GAP_BYTES):
-        gaps = (gaps << np.uint64(8)) | arr[b].astype(np.uint64)
+    return flags & ~SINGLE_FRAME, planes
+
+
+# Sites decoded at a time by iter_sites: its int64 fields take 8 * (6 + C) bytes a site,
+# about 200 bytes a site with their temporaries, so a chunk takes ~3 MB where a file's
+# fields at once took 180 bytes a site (750 MB for 2^22 sites).
+SITE_CHUNK = 1 << 14
+
+
+def iter_sites(
+    flags: int, planes: list[np.ndarray], channels: int, col_bits: int, chunk: int = SITE_CHUNK
+):
+    """decode_planes' output -> (start, fields) for each run of up to chunk sites, in
+    stored order: the quantized fields of sites start.. as decode_payload gives them (int64
+    arrays). Checks the order and the colours first, over all sites, so a file is refused
+    with the same message whatever the chunk."""
+    n = len(planes[0])
     # Gaps are below 2^32, so the u64 running sum cannot wrap while n < 2^32 (n is at
     # most MAX_SITES); the codes then never decrease, and must stay below 2^32: a sum
     # past it would wrap to a smaller code once the coordinates are extracted, a site
     # out of the ascending order the format requires.
     if n >= MORTON_LIMIT:
         raise SadFormatError(f"corrupt file: {n} sites overflow the Morton code sum")
-    codes = np.cumsum(gaps, dtype=np.uint64)
-    if n and int(codes[-1]) >= MORTON_LIMIT:
+    gap_planes, field_planes = planes[:GAP_BYTES], planes[GAP_BYTES : GAP_BYTES + len(FIELDS)]
+    col_planes = planes[GAP_BYTES + len(FIELDS) :]
+
+    def gaps(a: int, b: int) -> np.ndarray:
+        g = np.zeros(b - a, dtype=np.uint64)
+        for plane in gap_planes:
+            g <<= np.uint64(8)
+            g |= plane[a:b]
+        return g
+
+    total = sum(int(gaps(a, min(a + chunk, n)).sum()) for a in range(0, n, chunk))
+    if total >= MORTON_LIMIT:
         raise SadFormatError(
             "corrupt file: site positions out of Morton order (the gaps add up past 2^32)"
         )
-    q = {"x": _compact(codes), "y": _compact(codes >> np.uint64(1))}
-    for i, f in enumerate(FIELDS):
-        q[f] = arr[GAP_BYTES + i].astype(np.int64)
-    col = np.empty((n, channels), dtype=np.int64)
-    for c in range(channels):
-        mask = plane_mask(c, channels, col_bits)
-        plane = arr[GAP_BYTES + len(FIELDS) + c].astype(np.int64)
-        if plane.max(initial=0) > mask:
+    masks = [plane_mask(c, channels, col_bits) for c in range(channels)]
+    for plane, mask in zip(col_planes, masks, strict=True):
+        if int(plane.max(initial=0)) > mask:
             raise SadFormatError("corrupt file: colour index out of range")
-        col[:, c] = (np.cumsum(plane) & mask) if flags >> c & 1 else plane
-    q["col"] = from_ycocg(col, col_bits)
-    return q
+    code = np.uint64(0)
+    last = [0] * channels  # the previous site's value of each delta-coded plane
+    for a in range(0, n, chunk):
+        b = min(a + chunk, n)
+        codes = np.cumsum(gaps(a, b), dtype=np.uint64)
+        codes += code
+        code = codes[-1]
+        q = {"x": _compact(codes), "y": _compact(codes >> np.uint64(1))}
+        del codes
+        for f, plane in zip(FIELDS, field_planes, strict=True):
+            q[f] = plane[a:b].astype(np.int64)
+        col = np.empty((b - a, channels), dtype=np.int64)
+        for c, (plane, mask) in enumerate(zip(col_planes, masks, strict=True)):
+            v = plane[a:b].astype(np.int64)
+            if flags >> c & 1:
+                v = np.cumsum(v)
+                v += last[c]
+                v &= mask
+                last[c] = int(v[-1])
+            col[:, c] = v
+        q["col"] = from_ycocg(col, col_bits)
+        yield a, q
+
+
+def decode_payload(buf, n: int, channels: int, col_bits: int) -> dict:
+    """Inverse of encode_payload (buf: bytes or a memoryview, which is never copied);
+    decompression is capped at the size the header implies."""
+    flags, planes = decode_planes(buf, n, channels)
+    parts = [q for _, q in iter_sites(flags, planes, channels, col_bits, max(n, 1))]
+    if parts:
+        return parts[0]
+    empty = {k: np.zeros(0, np.int64) for k in ("x", "y", *FIELDS)}
+    empty["col"] = np.zeros((0, channels), np.int64)
+    return empty
 
 
 def plane_mask(c: int, channels: int, col_bits: int) -> int:

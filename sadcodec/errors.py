@@ -19,3 +19,8 @@ class SadTypeError(SadError, TypeError):
     Also a ``TypeError``, so code that catches either sees it; like every SadError its
     message is one line that names the argument and what it accepts.
     """
+
+
+class RegionError(SadError):
+    """A decode region (``region=``, ``--region``) that is empty or not inside the output:
+    the CLI reports it as a usage error (exit 2)."""

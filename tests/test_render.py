@@ -388,6 +388,7 @@ def test_costly_file_is_refused_before_it_is_rendered(monkeypatch):
     render kernel runs; and a limit under the least a render can cost refuses it before
     anything is culled."""
     import sadcodec
+    import sadcodec.render as render_mod
     from sadcodec import decoder
     from sadcodec.kernels import render as krender
     from sadcodec.kernels import tiles as ktiles
@@ -398,6 +399,8 @@ def test_costly_file_is_refused_before_it_is_rendered(monkeypatch):
         raise AssertionError("ran past the cost check")
 
     monkeypatch.setattr(krender, "render_tiled", forbidden)
+    # Without the probe, which refuses it before culling (tests/test_reader_limits.py).
+    monkeypatch.setattr(render_mod, "PROBE_SHARE", 0.0)
     ok = decoder.check_decode_cost(512, 512, 32, 3, 400, scored=32 * 512**2)[0]
     monkeypatch.setattr(decoder, "MAX_DECODE_SECONDS_PER_PIXEL", 0.0)
     monkeypatch.setattr(decoder, "MAX_DECODE_SECONDS", 1.5 * ok)
