@@ -81,7 +81,8 @@ BD_METHOD = (
     "integrated over the PSNR range both curves cover, and 10^mean_gap - 1 is that image's "
     "BD-rate; the table gives the mean (and median) of the per-image values. Negative: sad "
     "needs fewer bits for the same PSNR. BD-PSNR is the same with the axes swapped (dB, "
-    "positive: sad better). Rates are the real file bpp, over-budget files included."
+    "positive: sad better). BD-rate (SSIM) is the same with SSIM in place of PSNR. Rates "
+    "are the real file bpp, over-budget files included."
 )
 
 Key = tuple[str, str, float]
@@ -159,20 +160,25 @@ def split_resume(
     return done, extra
 
 
-def curves(rows: list[dict]) -> dict[tuple[str, str], tuple[list[float], list[float]]]:
-    """(image, codec) -> (bpp list, PSNR list) over the measured rates."""
+def curves(
+    rows: list[dict], metric: str = "psnr_rgb"
+) -> dict[tuple[str, str], tuple[list[float], list[float]]]:
+    """(image, codec) -> (bpp list, metric list) over the measured rates."""
     out: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
     for r in rows:
         if ok(r):
-            bpp, psnr = out.setdefault((r["image"], r["codec"]), ([], []))
+            bpp, quality = out.setdefault((r["image"], r["codec"]), ([], []))
             bpp.append(float(r["bpp"]))
-            psnr.append(float(r["psnr_rgb"]))
+            quality.append(float(r[metric]))
     return out
 
 
-def bd_per_image(rows: list[dict], test: str, ref: str) -> dict[str, tuple[float | None, ...]]:
-    """image -> (BD-rate %, BD-PSNR dB) of `test` against `ref`; None where undefined."""
-    c = curves(rows)
+def bd_per_image(
+    rows: list[dict], test: str, ref: str, metric: str = "psnr_rgb"
+) -> dict[str, tuple[float | None, ...]]:
+    """image -> (BD-rate %, BD-metric) of `test` against `ref` (the metric PSNR-RGB in dB,
+    or SSIM); None where undefined."""
+    c = curves(rows, metric)
     images = sorted({r["image"] for r in rows})
     out = {}
     for im in images:
@@ -184,34 +190,40 @@ def bd_per_image(rows: list[dict], test: str, ref: str) -> dict[str, tuple[float
     return out
 
 
-def mean_curve(rows: list[dict], codec: str, bpps: list[float]) -> tuple[list[float], list[float]]:
-    """Mean bpp and mean PSNR per target rate over the images measured there."""
+def mean_curve(
+    rows: list[dict], codec: str, bpps: list[float], metric: str = "psnr_rgb"
+) -> tuple[list[float], list[float]]:
+    """Mean bpp and mean metric per target rate over the images measured there."""
     xs, ys = [], []
     for b in bpps:
         rs = [r for r in rows if r["codec"] == codec and float(r["target_bpp"]) == b and ok(r)]
         if rs:
             xs.append(statistics.mean(float(r["bpp"]) for r in rs))
-            ys.append(statistics.mean(float(r["psnr_rgb"]) for r in rs))
+            ys.append(statistics.mean(float(r[metric]) for r in rs))
     return xs, ys
 
 
 def plot(path: Path, rows: list[dict], codecs: list[str], bpps: list[float], title: str) -> None:
-    """Mean RD curves of all codecs, bpp on x, PSNR-RGB on y (matplotlib, no display)."""
+    """Mean RD curves of all codecs, bpp on x, PSNR-RGB (left) and SSIM (right) on y
+    (matplotlib, no display)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 5))
-    for c in codecs:
-        xs, ys = mean_curve(rows, c, bpps)
-        if xs:
-            ax.plot(xs, ys, marker="o", label=c)
-    ax.set_xlabel("bits per pixel (real file size)")
-    ax.set_ylabel("PSNR-RGB (dB)")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+    for ax, metric, label in zip(
+        axes, ("psnr_rgb", "ssim"), ("PSNR-RGB (dB)", "SSIM"), strict=True
+    ):
+        for c in codecs:
+            xs, ys = mean_curve(rows, c, bpps, metric)
+            if xs:
+                ax.plot(xs, ys, marker="o", label=c)
+        ax.set_xlabel("bits per pixel (real file size)")
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=120, bbox_inches="tight")
@@ -235,6 +247,37 @@ def present(rows: list[dict]) -> tuple[list[str], list[float]]:
     """The codecs (in CODECS order) and target rates the rows cover."""
     codecs = [c for c in CODECS if any(r["codec"] == c for r in rows)]
     return codecs, sorted({float(r["target_bpp"]) for r in rows})
+
+
+def behind(rows: list[dict], others: list[str], bpps: list[float]) -> list[str]:
+    """Report lines: per codec and target rate, the images where sad's file scores under
+    that codec's (same image, same budget), in PSNR and in SSIM."""
+    cell = {(r["image"], r["codec"], float(r["target_bpp"])): r for r in rows if ok(r)}
+    images = sorted({r["image"] for r in rows})
+    out = [
+        "",
+        "## Where sad is behind",
+        "",
+        "Images whose sad file scores under the other codec's at the same budget (PSNR-RGB; "
+        "SSIM), by target rate; the count is out of the images both measured.",
+        "",
+        "| sad under | bpp | PSNR: count | PSNR: images | SSIM: count | SSIM: images |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in others:
+        for b in bpps:
+            pairs = [
+                (im, cell[(im, "sad", b)], cell[(im, c, b)])
+                for im in images
+                if (im, "sad", b) in cell and (im, c, b) in cell
+            ]
+            cols = []
+            for metric in ("psnr_rgb", "ssim"):
+                under = [im for im, s, o in pairs if float(s[metric]) < float(o[metric])]
+                names = ", ".join(im.removeprefix("kodim") for im in under) or "-"
+                cols += [f"{len(under)} of {len(pairs)}", names]
+            out.append(f"| {c} | {b:g} | " + " | ".join(cols) + " |")
+    return out
 
 
 def markdown(rows: list[dict], csv_path: Path, png_path: Path, md_path: Path) -> str:
@@ -298,6 +341,7 @@ def markdown(rows: list[dict], csv_path: Path, png_path: Path, md_path: Path) ->
             )
     others = [c for c in codecs if c != "sad"]
     per_image = {c: bd_per_image(rows, "sad", c) for c in others} if "sad" in codecs else {}
+    per_image_ssim = {c: bd_per_image(rows, "sad", c, "ssim") for c in per_image}
     if per_image:
         out += [
             "",
@@ -305,18 +349,25 @@ def markdown(rows: list[dict], csv_path: Path, png_path: Path, md_path: Path) ->
             "",
             BD_METHOD,
             "",
-            "| sad vs | mean BD-rate | median BD-rate | mean BD-PSNR | images used |",
-            "|---|---|---|---|---|",
+            "| sad vs | mean BD-rate | median BD-rate | mean BD-PSNR | mean BD-rate (SSIM) "
+            "| median BD-rate (SSIM) | images used |",
+            "|---|---|---|---|---|---|---|",
         ]
         for c, vals in per_image.items():
             rates = [v[0] for v in vals.values() if v[0] is not None]
             dbs = [v[1] for v in vals.values() if v[1] is not None]
+            srates = [v[0] for v in per_image_ssim[c].values() if v[0] is not None]
+            ssim_cells = (
+                f"{statistics.mean(srates):+.1f}% | {statistics.median(srates):+.1f}%"
+                if srates
+                else "n/a | n/a"
+            )
             if not rates:
-                out.append(f"| {c} | n/a | n/a | n/a | 0 of {len(vals)} |")
+                out.append(f"| {c} | n/a | n/a | n/a | {ssim_cells} | 0 of {len(vals)} |")
                 continue
             out.append(
                 f"| {c} | {statistics.mean(rates):+.1f}% | {statistics.median(rates):+.1f}% | "
-                f"{statistics.mean(dbs):+.2f} dB | {len(rates)} of {len(vals)} |"
+                f"{statistics.mean(dbs):+.2f} dB | {ssim_cells} | {len(rates)} of {len(vals)} |"
             )
         out += [
             "",
@@ -334,6 +385,8 @@ def markdown(rows: list[dict], csv_path: Path, png_path: Path, md_path: Path) ->
                 v = vals[im][0]
                 cells.append("n/a" if v is None else f"{v:+.1f}")
             out.append(f"| {im} | " + " | ".join(cells) + " |")
+    if "sad" in codecs and others:
+        out += behind(rows, others, bpps)
     out += ["", "## Over-budget and failed cells", ""]
     bad = [r for r in rows if not ok(r) or r["within_budget"] != "True"]
     if not bad:
