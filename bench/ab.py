@@ -32,8 +32,8 @@ from bench.benchlib import (
     write_report,
 )
 
-# What each child runs: one encode, timed around the call, its result as one JSON line.
-CHILD = """
+# The start of each child: imports, this checkout's kernels, the CPU backend.
+KERNELS_SHIM = """
 import hashlib, importlib.util, json, os, sys, time
 import imageio.v3 as iio
 import sadcodec
@@ -49,6 +49,11 @@ if os.path.isdir(kdir) and not os.path.isdir(os.path.join(root, "sadcodec", "ker
     sys.modules["sadcodec.kernels"] = mod
     spec.loader.exec_module(mod)
 sadcodec.init_backend("cpu")
+"""
+# What each child runs: one encode, timed around the call, its result as one JSON line.
+CHILD = (
+    KERNELS_SHIM
+    + """
 img = iio.imread(sys.argv[1])
 t0 = time.perf_counter()
 data = sadcodec.encode(img, float(sys.argv[2]))
@@ -57,6 +62,7 @@ print(json.dumps({"seconds": secs, "bytes": len(data),
                   "sha256": hashlib.sha256(data).hexdigest(),
                   "code": os.path.dirname(sadcodec.__file__)}))
 """
+)
 
 COLUMNS = [
     ("image", "image"),

@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                 t0 = time.perf_counter()
                 sadcodec.decode(data)
                 times.append(time.perf_counter() - t0)
-            cmd = [py, "-m", "sadcodec", "decode", path, "-o", path[:-4] + ".png", "-q"]
+            cmd = [py, "-m", "sadcodec", "decode", path, "-o", path[:-4] + ".png", "--quiet"]
             runs = [run_process(cmd + extra) for _ in range(args.repeats)]
             wall = statistics.median(r[0] for r in runs)
             rss = max(r[1] for r in runs)

@@ -90,8 +90,13 @@ def render_args(info: dict, max_work: int) -> tuple[dict, tuple[int, ...]]:
     if w * h * k > max_work:
         s = math.sqrt(max_work / (w * h * k))
         w, h = max(1, int(w * s)), max(1, int(h * s))
-        return {"width": w, "height": h}, (h, w, info["channels"])
-    return {}, (h, w, info["channels"])
+        return {"width": w, "height": h}, _shape(h, w, info["channels"])
+    return {}, _shape(h, w, info["channels"])
+
+
+def _shape(h: int, w: int, channels: int) -> tuple[int, ...]:
+    """The shape sadcodec.decode gives: (H, W) for greyscale, else (H, W, C)."""
+    return (h, w) if channels == 1 else (h, w, channels)
 
 
 CHECKSUM_REFUSAL = re.compile(r"(header|payload) checksum mismatch")

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                 out_png,
                 "--arch",
                 args.arch,
-                "-q",
+                "--quiet",
             ],
         }
         wall(list(cmds.values())[-1])  # fill Taichi's offline cache first

@@ -25,7 +25,15 @@ from .backend import current_arch, init_backend
 from .errors import SadError, SadFormatError, SadTypeError
 from .settings import MAX_BPP, MAX_SEED, EncodeSettings
 
-__all__ = ["MAX_BPP", "MAX_SEED", "decode", "encode", "encode_settings", "read_info"]
+__all__ = [
+    "MAX_BPP",
+    "MAX_SEED",
+    "decode",
+    "encode",
+    "encode_settings",
+    "read_info",
+    "read_metadata",
+]
 
 Progress = Callable[[dict], None]
 FileSource = str | os.PathLike | bytes | bytearray | memoryview
@@ -33,12 +41,15 @@ FileSource = str | os.PathLike | bytes | bytearray | memoryview
 
 def encode_settings(
     shape: tuple[int, ...],
-    bpp: float = 1.0,
+    bpp: float | None = None,
     *,
+    size: int | str | None = None,
     seed: int = 0,
     effort: int | None = None,
     iterations: int | None = None,
     max_memory: int | str | None = None,
+    icc_profile: bytes | None = None,
+    exif: bytes | None = None,
 ) -> EncodeSettings:
     """Validate encode arguments for an image of this shape ((H, W) or (H, W, C)) and
     return the settings an encode would use (budget, grids, iterations, estimated peak
@@ -47,14 +58,27 @@ def encode_settings(
 
     h, w, c = _image_shape(shape)
     return make(
-        w, h, c, bpp, effort=effort, iterations=iterations, seed=seed, max_memory=max_memory
+        w,
+        h,
+        c,
+        bpp,
+        size=size,
+        effort=effort,
+        iterations=iterations,
+        seed=seed,
+        max_memory=max_memory,
+        icc_profile=icc_profile,
+        exif=exif,
     )
 
 
 def encode(
     image: np.ndarray,
-    bpp: float = 1.0,
+    bpp: float | None = None,
     *,
+    size: int | str | None = None,
+    icc_profile: bytes | None = None,
+    exif: bytes | None = None,
     seed: int = 0,
     effort: int | None = None,
     iterations: int | None = None,
@@ -65,7 +89,12 @@ def encode(
     max_memory: int | str | None = None,
 ):
     """Compress a uint8 image (H, W) or (H, W, C), C in {1, 3, 4}, to .sad bytes whose
-    size is at most ``bpp * W * H / 8``. ``arch``: "cpu", "cuda", "auto", or None for the
+    size is at most ``bpp * W * H / 8`` (``bpp`` default 1.0), or at most ``size`` bytes
+    (an int, or a string such as "50k" or "1.5M": k, M powers of 1000, Ki, Mi of 1024;
+    not with ``bpp``). ``icc_profile`` (the colour space of the samples; without one they
+    are sRGB) and ``exif`` (with or without the "Exif\\0\\0" prefix of Pillow's
+    ``info["exif"]``; its orientation tag should describe the pixels as given) are stored
+    in the file, within the same size. ``arch``: "cpu", "cuda", "auto", or None for the
     backend already started in this process (the CPU if none). With ``stats`` the result
     is an ``EncodeResult`` (data, psnr, sites, iterations, seconds) instead of the bytes;
     measuring the PSNR costs a decode. ``max_memory``: refuse (SadError, before any work)
@@ -75,7 +104,15 @@ def encode(
 
     img = as_image(image)
     settings = encode_settings(
-        img.shape, bpp, seed=seed, effort=effort, iterations=iterations, max_memory=max_memory
+        img.shape,
+        bpp,
+        size=size,
+        seed=seed,
+        effort=effort,
+        iterations=iterations,
+        max_memory=max_memory,
+        icc_profile=icc_profile,
+        exif=exif,
     )
     _check_threads(threads)
     init_backend(arch, threads)
@@ -90,12 +127,20 @@ def decode(
     width: int | None = None,
     height: int | None = None,
     scale: float | None = None,
+    region: tuple[int, int, int, int] | None = None,
     arch: str | None = None,
     threads: int | None = None,
 ) -> np.ndarray:
-    """Render a .sad file (a path, or its bytes) to uint8 (H, W, C), at the stored size
-    or another resolution: ``width`` and/or ``height`` (integers; one alone keeps the
-    aspect ratio) or ``scale`` (a positive factor), not both."""
+    """Render a .sad file (a path, or its bytes) to uint8 (H, W, C), C in {3, 4}, or
+    (H, W) for a greyscale (one-channel) file, as Pillow and imageio give greyscale
+    (``np.atleast_3d`` makes it (H, W, 1)); at the stored size or another resolution:
+    ``width`` and/or ``height`` (integers; one alone keeps the aspect ratio) or ``scale``
+    (a positive factor), not both.
+
+    ``region=(x, y, w, h)``: only that rectangle of the output, in output pixels (h rows
+    of w), the same pixels as the same crop of the whole output; on the CPU its cost
+    grows with the region, not the output (the limits apply to the region). A region
+    that is empty or not inside the output raises ``RegionError`` (a SadError)."""
     from .container import read_header
     from .decoder import check_decode_cost, output_size, parse
     from .render import render_params
@@ -103,6 +148,7 @@ def decode(
     width = _check_side("width", width)
     height = _check_side("height", height)
     scale = _check_scale(scale)
+    region = _check_region(region)
     if scale is not None and (width is not None or height is not None):
         raise SadError("--scale cannot be combined with --width/--height")
     _check_threads(threads)
@@ -111,13 +157,18 @@ def decode(
     # this many sites can cost is checked before the payload is even parsed.
     with _naming(name):
         hdr = read_header(buf)
-        out_w, out_h = output_size(hdr, width, height, scale)
         on_cpu = current_arch() == "cpu" or (current_arch() is None and arch in (None, "cpu"))
+        out_w, out_h = output_size(hdr, width, height, scale, region)
+        if region is not None and not on_cpu:
+            # CUDA cuts a region from the whole output (render_params): its limits apply.
+            output_size(hdr, width, height, scale)
         if on_cpu:  # (the render checks again as it culls; CUDA has no such model)
-            check_decode_cost(out_w, out_h, hdr.k, hdr.channels, hdr.n_sites)
+            area = (out_w, out_h) if region is None else region[2:]
+            check_decode_cost(*area, hdr.k, hdr.channels, hdr.n_sites, region=bool(region))
         hdr, params = parse(buf)
     init_backend(arch, threads)
-    return render_params(params, hdr.width, hdr.height, out_w, out_h, hdr.k)
+    img = render_params(params, hdr.width, hdr.height, out_w, out_h, hdr.k, region=region)
+    return img[..., 0] if img.shape[2] == 1 else img
 
 
 def read_info(data: FileSource) -> dict:
@@ -129,8 +180,9 @@ def read_info(data: FileSource) -> dict:
     with _naming(name):
         hdr = container.read_header(buf)
     status = "ok"
+    meta = container.Metadata()
     try:
-        container.read(buf)
+        meta = container.read_metadata(buf)
     except Exception as exc:  # report, do not raise: info must describe damaged files too
         status = f"failed: {exc}"
     s = hdr.spec
@@ -144,6 +196,7 @@ def read_info(data: FileSource) -> dict:
         "bytes": len(buf),
         "bpp": 8 * len(buf) / (hdr.width * hdr.height),
         "payload_bytes": hdr.payload_bytes,
+        "metadata": _describe_metadata(meta),
         "quantization": {
             "position_step_px": 1 / (1 << s.pos_frac_bits),
             "theta_bits": s.theta_bits,
@@ -159,6 +212,37 @@ def read_info(data: FileSource) -> dict:
         },
         "checksum": status,
     }
+
+
+def read_metadata(data: FileSource) -> dict[str, bytes]:
+    """A .sad file's metadata (a path, or its bytes) as Pillow's ``save`` takes it:
+    "icc_profile" (the colour space of the samples; absent: sRGB) and "exif" (with the
+    "Exif\\0\\0" prefix of Pillow's ``info["exif"]``), each only when the file has it, so
+    ``Image.fromarray(decode(f)).save("x.png", **read_metadata(f))`` keeps them. The
+    whole file is checked (SadFormatError if damaged); does not start Taichi."""
+    buf, name = _file_data(data, "read_metadata")
+    with _naming(name):
+        meta = container.read_metadata(buf)
+    out = {}
+    if meta.icc_profile:
+        out["icc_profile"] = meta.icc_profile
+    if meta.exif:
+        out["exif"] = container.EXIF_PREFIX + meta.exif
+    return out
+
+
+def _describe_metadata(meta: container.Metadata) -> dict:
+    """read_info's "metadata": the bytes of each entry present (and the ICC profile's
+    description where Pillow can read it); empty without metadata."""
+    out: dict = {}
+    if meta.icc_profile:
+        from .metadata import describe_icc
+
+        out["icc_profile_bytes"] = len(meta.icc_profile)
+        out["icc_description"] = describe_icc(meta.icc_profile)
+    if meta.exif:
+        out["exif_bytes"] = len(meta.exif)
+    return out
 
 
 # ------------------------------------------------------------------------ arguments
@@ -240,6 +324,27 @@ def _check_side(name: str, value: object) -> int | None:
     if not _is_int(value):
         raise SadTypeError(f"--{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def _check_region(value: object) -> tuple[int, int, int, int] | None:
+    """An output region: None or four integers (x, y, w, h); whether it lies inside the
+    output is output_size's to check."""
+    if value is None:
+        return None
+    shown = repr(value)
+    if len(shown) > 60 or "\n" in shown:
+        shown = f"a {type(value).__name__}"
+    what = f"region must be four integers (x, y, width, height), got {shown}"
+    if isinstance(value, (str, bytes)):
+        raise SadTypeError(what)
+    try:
+        parts = tuple(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise SadTypeError(what) from None
+    if len(parts) != 4 or not all(_is_int(v) for v in parts):
+        raise SadTypeError(what)
+    x, y, w, h = (int(v) for v in parts)
+    return x, y, w, h
 
 
 def _check_scale(value: object) -> float | None:

@@ -393,26 +393,29 @@ def _fsync_dir(directory: str) -> None:
             os.close(dfd)
 
 
+def _same_path(src: str, dst: str) -> bool:
+    """Whether two paths name one file (or would, for a path that does not exist yet)."""
+    if os.path.exists(src) and os.path.exists(dst):
+        try:
+            return os.path.samefile(src, dst)
+        except OSError:
+            return False
+    return os.path.realpath(src) == os.path.realpath(dst)
+
+
 def check_output_path(
-    input_path: str | os.PathLike[str], output_path: str | os.PathLike[str]
+    input_path: str | os.PathLike[str] | None, output_path: str | os.PathLike[str]
 ) -> None:
     """Refuse an output that would clobber the input or cannot be written, before any work.
 
     Catching this up front means a long encode does not fail (or destroy its own input)
     only at the very end: an empty or too long name, a missing or unwritable directory, a
     directory or another file that cannot be written into, a link that cannot be followed.
+    ``input_path`` None: the input is no file (standard input), so none can be clobbered.
     """
-    src = os.fspath(input_path)
     dst = os.fspath(output_path)
     _check_name(dst)
-    if os.path.exists(src) and os.path.exists(dst):
-        try:
-            same = os.path.samefile(src, dst)
-        except OSError:
-            same = False
-    else:
-        same = os.path.realpath(src) == os.path.realpath(dst)
-    if same:
+    if input_path is not None and _same_path(os.fspath(input_path), dst):
         raise SadError(f"output path is the same as the input; refusing to overwrite '{dst}'")
     target, st = _inspect(dst)
     if st is not None and _is_stream(st.st_mode):

@@ -139,6 +139,52 @@ def current_arch() -> str | None:
     return _state.get("arch")
 
 
+def kernel_cache_dir() -> str:
+    """Where Taichi keeps the kernels it compiled, for later processes: the directory
+    ``TI_OFFLINE_CACHE_FILE_PATH`` names, else Taichi's default (``~/.cache/taichi/ticache``
+    on Linux and macOS). Deleting it only makes the next run compile them again."""
+    path = os.environ.get("TI_OFFLINE_CACHE_FILE_PATH")
+    if path:
+        return path
+    preflight()
+    from taichi.lang import impl
+
+    return impl.default_cfg().offline_cache_file_path
+
+
+# Taichi cannot tell whether a given kernel is in its cache, so a file next to its index
+# records that this version of sadcodec, on this Taichi and arch, has written its encoder's
+# kernels there; without the index (a cleared cache) the stamp alone means nothing.
+_CACHE_INDEX = "ticache.tcb"
+
+
+def _stamp(arch: str) -> str:
+    from . import __version__
+
+    ti = preflight()
+    version = ".".join(map(str, ti.__version__))
+    return os.path.join(kernel_cache_dir(), f"sadcodec-{__version__}-taichi-{version}-{arch}.ok")
+
+
+def kernels_cached(arch: str) -> bool:
+    """Whether a run of this sadcodec on ``arch`` has left its kernels in Taichi's offline
+    cache, so that this process loads them instead of compiling (seconds, not a minute)."""
+    try:
+        index = os.path.join(kernel_cache_dir(), _CACHE_INDEX)
+        return os.path.isfile(index) and os.path.isfile(_stamp(arch))
+    except (OSError, SadError):
+        return True  # unknown: say nothing
+
+
+def mark_kernels_cached(arch: str) -> None:
+    """Record that this process's kernels are in the cache (after ``shutdown`` wrote it);
+    best effort: a cache that cannot be written is only compiled again."""
+    with contextlib.suppress(OSError, SadError):
+        if os.path.isfile(os.path.join(kernel_cache_dir(), _CACHE_INDEX)):
+            with open(_stamp(arch), "a"):
+                pass
+
+
 def shutdown() -> None:
     """Stop Taichi if this process started it; this is when Taichi writes the kernels it
     compiled to its offline cache."""

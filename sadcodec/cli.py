@@ -26,12 +26,14 @@ import contextlib
 import errno
 import functools
 import json
+import math
 import os
 import signal
 import stat
 import sys
 import threading
 import time
+from typing import BinaryIO
 
 import click
 
@@ -39,10 +41,13 @@ from . import __version__
 from .api import MAX_BPP, MAX_SEED
 from .atomic import recording_writes
 from .backend import preflight, shutdown
-from .errors import SadError, SadFormatError
+from .errors import RegionError, SadError, SadFormatError
 
 _CHANNEL_NAMES = {1: "gray", 3: "RGB", 4: "RGBA"}
-_IMAGE_EXTENSIONS = "png, jpg, bmp, tif, webp"
+_IMAGE_EXTENSIONS = "png, jpg, webp, tif, bmp, ppm, pgm"
+# imageload's, repeated so that `sad --help` and `sad info` need not import Pillow.
+_FORMATS = ("png", "jpeg", "webp", "tiff", "bmp", "ppm", "pgm")
+_JPEG_QUALITY = 95
 # click >= 8.2 reports a bare `sad` as a usage error carrying the help text.
 _NO_ARGS = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
@@ -58,7 +63,68 @@ def _one_line(what: object) -> str:
 
 
 def _notice(msg: str) -> None:
+    """A notice on stderr, unless the command runs with --quiet."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.params.get("quiet"):
+        return
     click.echo(f"sad: notice: {msg}", err=True)
+
+
+def _verbose(msg: str) -> None:
+    """A detail on stderr (settings, timings) when the command runs with --verbose."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.params.get("verbose"):
+        click.echo(f"sad: {msg}", err=True)
+
+
+# `-` as an input or output path is standard input or output; messages call them so.
+STDIO = "-"
+_STDIN = "<stdin>"
+_STDOUT = "<stdout>"
+
+
+def _shown(path: str, stream: str) -> str:
+    """The name of an input or output in messages: the path, or <stdin> / <stdout>."""
+    return stream if path == STDIO else path
+
+
+def _stdin() -> BinaryIO:
+    """Standard input as a binary stream; refused when closed or a terminal (a file is
+    expected there, and an interactive terminal would wait for it forever)."""
+    stream = sys.stdin
+    if stream is None or stream.closed:
+        raise SadError(f"cannot read '{_STDIN}': standard input is closed")
+    if stream.isatty():
+        raise SadError(
+            f"cannot read '{_STDIN}': it is a terminal; redirect (< file) or pipe a file in"
+        )
+    return getattr(stream, "buffer", stream)
+
+
+def _check_stdout() -> None:
+    """Before any work: standard output can take a binary file (not closed, no terminal)."""
+    stream = sys.stdout
+    if stream is None or stream.closed:
+        raise SadError(f"cannot write '{_STDOUT}': standard output is closed")
+    if stream.isatty():
+        raise SadError(
+            f"cannot write '{_STDOUT}': it is a terminal; redirect (> file) or pipe the output"
+        )
+
+
+def _write_stdout(data: bytes) -> None:
+    """Write a whole file to standard output at once, once it is complete (so a failure
+    never leaves part of one in a pipe)."""
+    stream = sys.stdout
+    binary = getattr(stream, "buffer", stream)
+    try:
+        stream.flush()
+        binary.write(data)
+        binary.flush()
+    except BrokenPipeError:
+        raise  # the reader went away: _guarded exits quietly
+    except OSError as exc:
+        raise SadError(f"cannot write '{_STDOUT}': {exc.strerror or exc}") from None
 
 
 def _debug() -> bool:
@@ -68,9 +134,18 @@ def _debug() -> bool:
 def _read_bytes(path: str) -> bytes:
     """A .sad file's bytes, reading only what its header declares (a file, pipe or device:
     endless or padded input is refused at once, container.read_stream). Unbuffered, so
-    no read-ahead takes more than the one byte probed after the file either."""
+    no read-ahead takes more than the one byte probed after the file either. ``-``:
+    standard input, read the same way."""
     from .container import read_stream
 
+    if path == STDIO:
+        stdin = _stdin()
+        try:
+            return read_stream(stdin)
+        except SadFormatError as exc:
+            raise SadError(f"cannot read '{_STDIN}': {_one_line(exc)}") from None
+        except OSError as exc:
+            raise SadError(f"cannot read '{_STDIN}': {exc.strerror or exc}") from None
     try:
         with open(path, "rb", buffering=0) as f:
             return read_stream(f)
@@ -97,15 +172,12 @@ def _reading(path: str):
         raise SadFormatError(f"cannot read '{path}': {_one_line(exc)}") from None
 
 
-def _check_image_extension(path: str) -> None:
-    """Refuse an output format save_image cannot write before spending time on a decode."""
-    from . import imageload
+def _image_format(path: str, fmt: str | None) -> str:
+    """The output image's format (--format, else the extension; PNG on standard output),
+    refused before any time is spent on a decode if unknown."""
+    from .imageload import output_format
 
-    formats = getattr(imageload, "_FORMATS", None)
-    ext = os.path.splitext(path)[1].lower()
-    if formats is not None and ext not in formats:
-        what = f"unknown image extension '{ext}'" if ext else "no file extension"
-        raise SadError(f"cannot write '{path}': {what}; use one of {', '.join(formats)}")
+    return output_format(None if path == STDIO else path, fmt)
 
 
 _INPUT_ERRORS = {
@@ -170,21 +242,33 @@ def _interrupted(exc: BaseException, written: list[str]) -> None:
     sys.exit(code)
 
 
+# Progress written to a file or pipe: one line per stage and per tenth of the iterations.
+_PLAIN_STEPS = 10
+
+
 class _Progress:
-    """A tqdm bar on stderr fed by the encoder's progress callback (iteration, PSNR, sites)."""
+    """Progress on stderr fed by the encoder's callback (iteration, PSNR, sites): a tqdm
+    bar on a terminal; elsewhere (a log file, a pipe) plain lines, a few per encode, since
+    a bar's carriage-return frames make a log unreadable."""
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
         self.bar = None
+        self.tty: bool | None = None
+        self.line_at: tuple[str, int] | None = None  # (stage, tenth) of the last line
 
     def __call__(self, d: dict) -> None:
         if not self.enabled:
             return
+        if self.tty is None:
+            self.tty = bool(getattr(sys.stderr, "isatty", lambda: False)())
         postfix = f"PSNR {d['psnr']:.2f} dB, {d['sites']} sites"
+        if not self.tty:
+            self._line(d, postfix)
+            return
         if self.bar is None:
             from tqdm import tqdm
 
-            tty = getattr(sys.stderr, "isatty", lambda: False)()
             self.bar = tqdm(
                 total=d["iterations"],
                 unit="it",
@@ -193,14 +277,24 @@ class _Progress:
                 dynamic_ncols=True,
                 desc=d.get("stage", "fit"),
                 postfix=postfix,
-                # A log file gets a frame every few seconds, not a flood of \r updates.
-                mininterval=0.2 if tty else 5.0,
+                mininterval=0.2,
             )
         if d.get("stage") and d["stage"] != self.bar.desc:
             self.bar.set_description_str(d["stage"], refresh=False)
         self.bar.set_postfix_str(postfix, refresh=False)
         # update() (not a forced refresh) lets tqdm throttle redraws to a few per second.
         self.bar.update(max(0, d["iteration"] - self.bar.n))
+
+    def _line(self, d: dict, postfix: str) -> None:
+        """A plain line when the stage changes or a tenth more of the iterations is done."""
+        stage = d.get("stage", "fit")
+        total = max(1, d["iterations"])
+        at = (stage, d["iteration"] * _PLAIN_STEPS // total)
+        if self.line_at is not None and (at == self.line_at or stage == self.line_at[0] == "rate"):
+            return  # (the rate fit reports each attempt at the last iteration: once is enough)
+        self.line_at = at
+        done = "" if stage == "rate" else f"{d['iteration']}/{total} iterations, "
+        click.echo(f"{stage}: {done}{postfix}", err=True)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -267,8 +361,12 @@ _threads_option = click.option(
     show_default="all cores",
     help="CPU threads for the compute backend.",
 )
+# No -q: in codec command lines (cwebp, avifenc) -q is the quality.
 _quiet_option = click.option(
-    "-q", "--quiet", is_flag=True, help="Print nothing but errors (no progress, no summary)."
+    "--quiet", is_flag=True, help="Print nothing but errors (no progress, summary or notices)."
+)
+_verbose_option = click.option(
+    "-v", "--verbose", is_flag=True, help="Also print the settings and the time of each step."
 )
 # Paths are checked by the commands themselves (_check_input, check_output_path): click's
 # own readability check would make an unreadable file a usage error (exit 2) while a
@@ -295,15 +393,52 @@ def cli() -> None:
     """
 
 
+def _size_option(value: str | None) -> int | None:
+    """--size in bytes (settings.parse_size); a malformed one is a usage error."""
+    if value is None:
+        return None
+    from .settings import parse_size
+
+    try:
+        return parse_size(value)
+    except SadError:
+        raise click.BadParameter(
+            f"{value!r} is not a size: give bytes, or a number with a unit such as 50k or 1.5M"
+        ) from None
+
+
 @cli.command()
-@click.argument("input", type=_PATH)
-@click.option("-o", "--output", required=True, type=_PATH, help="Output .sad file.")
+@click.argument("inputs", nargs=-1, required=True, type=_PATH, metavar="INPUT...")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=_PATH,
+    help="Output .sad file; with several inputs (or ending in '/') a directory, created if "
+    "missing, where each input's output is named after it (photo.png -> photo.sad).",
+)
 @click.option(
     "--bpp",
     type=float,
-    default=1.0,
+    default=None,  # None: 1.0, unless --size gives the budget
+    help=f"Size budget in bits per pixel, header included (0 < bpp <= {MAX_BPP:g}).  "
+    "[default: 1.0]",
+)
+@click.option(
+    "--size",
+    default=None,
+    metavar="BYTES",
+    callback=lambda ctx, param, value: _size_option(value),
+    help="Size budget instead of --bpp: the file is at most BYTES, e.g. 50000, 50k, 1.5M "
+    "(k, M: powers of 1000; Ki, Mi: of 1024).",
+)
+@click.option(
+    "--metadata",
+    type=click.Choice(["all", "icc", "none"]),
+    default="icc",
     show_default=True,
-    help=f"Size budget in bits per pixel, header included (0 < bpp <= {MAX_BPP:g}).",
+    help="Metadata to keep, within the budget: icc, the ICC profile (colours stay right); "
+    "all, EXIF too; none (samples are then taken as sRGB).",
 )
 @click.option(
     "--effort",
@@ -333,35 +468,120 @@ def cli() -> None:
     help="Refuse an encode whose estimated peak memory is over SIZE: bytes, or with a unit "
     "(K, M, G, T: powers of 1024), e.g. 8G.",
 )
+@click.option(
+    "--skip-existing",
+    is_flag=True,
+    help="Leave outputs that exist already: a rerun resumes where an interrupted one stopped.",
+)
+@click.option(
+    "--cluster",
+    default=None,
+    metavar="ADDRESS|local:N",
+    help="Encode on a Dask cluster: a scheduler's address (tcp://host:8786), or local:N to "
+    "start N worker processes here. Needs pip install 'sadcodec[cluster]'.",
+)
 @_arch_option
 @_threads_option
 @_quiet_option
+@_verbose_option
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the summary as JSON on stdout, even with --quiet (not with -o -).",
+)
 @_guard
-def encode(input, output, bpp, effort, iterations, seed, max_memory, arch, threads, quiet):
-    """Compress an image (PNG, JPEG, BMP, TIFF, GIF, WebP) to a .sad file."""
+def encode(
+    inputs,
+    output,
+    bpp,
+    size,
+    metadata,
+    effort,
+    iterations,
+    seed,
+    max_memory,
+    skip_existing,
+    cluster,
+    arch,
+    threads,
+    quiet,
+    verbose,
+    as_json,
+):
+    """Compress an image (PNG, JPEG, BMP, TIFF, GIF, WebP) to a .sad file, or several
+    images to a directory (-o DIR/), here or on a cluster (--cluster).
+
+    INPUT or -o may be - for standard input or output."""
     from . import api
     from .atomic import atomic_write_bytes, check_output_path
-    from .imageload import load_image, probe_image
+    from .imageload import load_image, probe_image, read_image_stream
+    from .metadata import read_image_metadata
 
     if effort is not None and iterations is not None:
         raise click.UsageError("give --effort or --iterations, not both")
-    _check_input(input)
-    check_output_path(input, output)  # before the long encode, not after it
+    if bpp is not None and size is not None:
+        raise click.UsageError("give --bpp or --size, not both")
+    if STDIO in inputs and len(inputs) > 1:
+        raise click.UsageError("'-' (standard input) can only be the one input")
+    if as_json and output == STDIO:
+        raise click.UsageError("--json prints on stdout, where -o - writes the file")
+    if len(inputs) > 1 or skip_existing or cluster is not None or output.endswith("/"):
+        if as_json:
+            raise click.UsageError("--json describes the encode of one input")
+        from .batch import EncodeOptions
 
-    def check(shape: tuple[int, ...]) -> None:
+        options = EncodeOptions(
+            bpp=bpp,
+            size=size,
+            seed=seed,
+            effort=effort,
+            iterations=iterations,
+            max_memory=max_memory,
+            metadata=metadata,
+            arch=arch,
+            threads=threads,
+        )
+        return _encode_many(inputs, output, options, skip_existing, cluster, quiet)
+    (input,) = inputs
+    src_name, dst_name = _shown(input, _STDIN), _shown(output, _STDOUT)
+    if input != STDIO:
+        _check_input(input)
+    # The output before the long encode (and before standard input is read), not after.
+    if output == STDIO:
+        _check_stdout()
+    else:
+        check_output_path(None if input == STDIO else input, output)
+    t0 = time.perf_counter()
+    source = read_image_stream(_stdin(), _STDIN) if input == STDIO else input
+    meta: dict = {}  # icc_profile, exif: known once the image is read
+
+    def check(shape: tuple[int, ...]):
         try:
-            api.encode_settings(
-                shape, bpp, seed=seed, effort=effort, iterations=iterations, max_memory=max_memory
+            return api.encode_settings(
+                shape,
+                bpp,
+                size=size,
+                seed=seed,
+                effort=effort,
+                iterations=iterations,
+                max_memory=max_memory,
+                **meta,
             )
         except SadError as exc:
-            raise SadError(f"cannot encode '{input}': {_one_line(exc)}") from None
+            raise SadError(f"cannot encode '{src_name}': {_one_line(exc)}") from None
 
     # The size the header declares first: an image too large to encode (its memory
     # included) is refused before its pixels are decoded; then the decoded shape.
-    check(probe_image(input))
-    img = load_image(input, notice=_notice)
-    check(img.shape)
+    check(probe_image(source, name=src_name))
+    img = load_image(source, notice=_notice, name=src_name)
+    kept = read_image_metadata(source, metadata, img.shape[2], notice=_notice)
+    meta.update(icc_profile=kept.icc_profile, exif=kept.exif)
+    settings = check(img.shape)
+    read_seconds = time.perf_counter() - t0
     preflight()
+    _verbose_settings(settings, seed, arch, threads)
+    _announce_compile(arch, threads)
     progress = _Progress(not quiet)
     try:
         result = api.encode(
@@ -375,20 +595,139 @@ def encode(input, output, bpp, effort, iterations, seed, max_memory, arch, threa
             progress=progress,
             stats=True,
             max_memory=max_memory,
+            size=size,
+            **meta,
         )
     finally:
         progress.close()
-    atomic_write_bytes(output, result.data)
-    if quiet:
-        return
+    t0 = time.perf_counter()
+    if output == STDIO:
+        _write_stdout(result.data)
+    else:
+        atomic_write_bytes(output, result.data)
+    _verbose_timings(read_seconds, result, time.perf_counter() - t0)
     h, w, c = img.shape
+    if as_json:
+        click.echo(json.dumps(_encode_summary(src_name, dst_name, img.shape, result, settings)))
+    if quiet or as_json:
+        return
     click.echo(
-        f"{os.path.basename(input)} -> {os.path.basename(output)}: {w}x{h} "
+        f"{os.path.basename(src_name)} -> {os.path.basename(dst_name)}: {w}x{h} "
         f"{_CHANNEL_NAMES[c]}, {result.sites} sites, {result.bytes} bytes, "
         f"{8 * result.bytes / (w * h):.3f} bpp, PSNR {result.psnr:.2f} dB, "
         f"encode {result.seconds:.1f} s",
         err=True,
     )
+
+
+def _verbose_settings(settings, seed: int, arch: str, threads: int | None) -> None:
+    """--verbose: what the encode will do, before it starts."""
+    s = settings
+    _verbose(
+        f"settings: {s.width}x{s.height} {_CHANNEL_NAMES[s.channels]}, budget "
+        f"{s.budget_bytes} bytes ({s.bpp:.4g} bpp), {s.fit.iterations} iterations, seed "
+        f"{seed}, arch {arch}, threads {threads or os.cpu_count()}, estimated peak memory "
+        f"{s.memory_bytes / 2**20:.0f} MiB"
+    )
+
+
+def _verbose_timings(read_seconds: float, result, write_seconds: float) -> None:
+    """--verbose: where the time went (the encoder's stages, from EncodeResult)."""
+    stages = ", ".join(f"{k} {v:.2f} s" for k, v in result.stage_seconds.items())
+    _verbose(
+        f"timings: read {read_seconds:.2f} s, encode {result.seconds:.2f} s ({stages}), "
+        f"write {write_seconds:.2f} s"
+    )
+
+
+def _encode_summary(src: str, dst: str, shape: tuple[int, ...], result, settings) -> dict:
+    """`encode --json`: the summary line's facts; psnr is null for an exact (infinite) one."""
+    h, w, c = shape
+    psnr = result.psnr if result.psnr is not None and math.isfinite(result.psnr) else None
+    return {
+        "input": src,
+        "output": dst,
+        "width": w,
+        "height": h,
+        "channels": c,
+        "sites": result.sites,
+        "bytes": result.bytes,
+        "budget_bytes": settings.budget_bytes,
+        "bpp": 8 * result.bytes / (w * h),
+        "psnr": psnr,
+        "iterations": result.iterations,
+        "seconds": result.seconds,
+    }
+
+
+# Set by an encode whose kernels were not in Taichi's offline cache: once the process has
+# shut Taichi down (which writes the cache), run() records that they are there now.
+_cold_cache: list[str] = []
+# A cold encode spends ~22 s more CPU time than a warm one (24.6 against 2.5 s user time,
+# a 40x32 encode, `TI_OFFLINE_CACHE_FILE_PATH=<empty dir> /usr/bin/time sad encode ...`).
+COMPILE_NOTICE = "compiling kernels (first run only, about 20 s)"
+
+
+def _announce_compile(arch: str, threads: int | None) -> None:
+    """Say once that this encode compiles its kernels first: the first run of this
+    version does, silently otherwise (docs: README, "Kernel cache")."""
+    from .backend import current_arch, init_backend, kernels_cached
+
+    if current_arch() is not None:  # started in this process already (the API, tests)
+        return
+    chosen = init_backend(arch, threads)
+    if not kernels_cached(chosen):
+        _cold_cache.append(chosen)
+        _notice(COMPILE_NOTICE)
+
+
+class _RegionType(click.ParamType):
+    """--region X,Y,W,H: four integers, W and H at least 1, X and Y at least 0 (whether
+    the rectangle lies inside the output is checked once the output size is known)."""
+
+    name = "X,Y,W,H"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            x, y, w, h = (int(v) for v in str(value).split(","))
+        except ValueError:
+            self.fail(f"{value!r} is not four integers X,Y,W,H (e.g. 0,0,512,512)", param, ctx)
+        if w < 1 or h < 1 or x < 0 or y < 0:
+            self.fail(f"{value!r}: W and H must be at least 1, X and Y at least 0", param, ctx)
+        return x, y, w, h
+
+
+def _encode_many(inputs, output, options, skip_existing, cluster, quiet) -> None:
+    """`sad encode` of several inputs, into a directory (sadcodec.batch), here or on a
+    cluster; exit 1 at the end if any file failed, the others encoded all the same."""
+    from . import batch
+
+    if STDIO in inputs or output == STDIO:
+        raise click.UsageError(
+            "'-' (standard input or output) is for one encode, not with an output directory, "
+            "--skip-existing or --cluster"
+        )
+    if len(inputs) > 1 and not batch.names_directory(output) and not os.path.isdir(output):
+        raise click.UsageError(
+            f"with several inputs, -o names a directory: '{output}' is not one "
+            "(end it with '/' to create it)"
+        )
+    spec = None
+    if cluster is not None:
+        try:
+            spec = batch.parse_cluster(cluster)
+        except SadError as exc:
+            raise click.UsageError(_one_line(exc)) from None
+    jobs = batch.plan_outputs(inputs, output)
+    report = batch.TextReport(quiet, progress=lambda: _Progress(True))
+    outcomes = batch.encode_files(
+        jobs, options, skip_existing=skip_existing, cluster=spec, report=report
+    )
+    failed = sum(o.status == "failed" for o in outcomes)
+    if failed:
+        raise SadError(f"{failed} of {len(outcomes)} files failed")
 
 
 @cli.command()
@@ -398,7 +737,30 @@ def encode(input, output, bpp, effort, iterations, seed, max_memory, arch, threa
     "--output",
     required=True,
     type=_PATH,
-    help=f"Output image; the format follows the extension ({_IMAGE_EXTENSIONS}).",
+    help=f"Output image, or - for stdout; the format follows the extension ({_IMAGE_EXTENSIONS}) "
+    "unless --format names it (PNG on stdout).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(_FORMATS, case_sensitive=False),
+    default=None,
+    show_default="from the extension",
+    help="Output format.",
+)
+@click.option(
+    "--jpeg-quality",
+    type=click.IntRange(0, 100),
+    default=_JPEG_QUALITY,
+    show_default=True,
+    help="Quality of JPEG output (4:4:4 chroma).",
+)
+@click.option(
+    "--webp-quality",
+    type=click.IntRange(0, 100),
+    default=None,
+    show_default="lossless",
+    help="Write lossy WebP at this quality instead of lossless WebP.",
 )
 @click.option(
     "--width",
@@ -421,32 +783,101 @@ def encode(input, output, bpp, effort, iterations, seed, max_memory, arch, threa
     show_default="1",
     help="Output size as a factor of the stored size (not with --width/--height).",
 )
+@click.option(
+    "--region",
+    type=_RegionType(),
+    default=None,
+    metavar="X,Y,W,H",
+    help="Render only this rectangle of the output (in output pixels, with --scale, "
+    "--width or --height applied): W x H pixels from column X, row Y; the same pixels as "
+    "that crop of the whole output, at a cost that grows with the region.",
+)
 @_arch_option
 @_threads_option
 @_quiet_option
+@_verbose_option
 @_guard
-def decode(input, output, width, height, scale, arch, threads, quiet):
-    """Render a .sad file to an image, at its stored size or any other."""
+def decode(
+    input,
+    output,
+    fmt,
+    jpeg_quality,
+    webp_quality,
+    width,
+    height,
+    scale,
+    region,
+    arch,
+    threads,
+    quiet,
+    verbose,
+):
+    """Render a .sad file to an image, at its stored size or any other.
+
+    INPUT or -o may be - for standard input or output."""
     from . import api
-    from .atomic import check_output_path
-    from .imageload import save_image
+    from .atomic import atomic_write_bytes, check_output_path
+    from .container import read_header
+    from .imageload import check_output_format, image_bytes
 
     if scale is not None and (width is not None or height is not None):
         raise click.UsageError("--scale cannot be combined with --width/--height")
-    _check_input(input)
-    check_output_path(input, output)
-    _check_image_extension(output)
+    src_name, dst_name = _shown(input, _STDIN), _shown(output, _STDOUT)
+    if input != STDIO:
+        _check_input(input)
+    if output == STDIO:
+        _check_stdout()
+    else:
+        check_output_path(None if input == STDIO else input, output)
+    fmt = _image_format(output, fmt)
+    t0 = time.perf_counter()
     data = _read_bytes(input)
+    with _reading(src_name):
+        hdr = read_header(data)
+    check_output_format(fmt, hdr.channels, dst_name)
+    read_seconds = time.perf_counter() - t0
     preflight()
     t0 = time.perf_counter()
-    with _reading(input):
-        img = api.decode(data, width=width, height=height, scale=scale, arch=arch, threads=threads)
+    with _reading(src_name):
+        try:
+            img = api.decode(
+                data,
+                width=width,
+                height=height,
+                scale=scale,
+                region=region,
+                arch=arch,
+                threads=threads,
+            )
+        except RegionError as exc:
+            raise click.BadParameter(_one_line(exc), param_hint="'--region'") from None
+        meta = api.read_metadata(data)  # an ICC profile, EXIF: written into the output
     seconds = time.perf_counter() - t0
-    save_image(output, img)
+    t0 = time.perf_counter()
+    # The whole file is encoded in memory first: nothing is written if that fails.
+    out = image_bytes(
+        img,
+        fmt,
+        name=dst_name,
+        jpeg_quality=jpeg_quality,
+        webp_quality=webp_quality,
+        **meta,
+        notice=_notice,
+    )
+    if output == STDIO:
+        _write_stdout(out)
+    else:
+        atomic_write_bytes(output, out)
+    h, w = img.shape[:2]
+    c = img.shape[2] if img.ndim == 3 else 1
+    _verbose(
+        f"decode: {hdr.width}x{hdr.height} stored, {hdr.n_sites} sites (K = {hdr.k}) -> "
+        f"{w}x{h} {fmt.upper()}, {len(out)} bytes; read {read_seconds:.2f} s, render "
+        f"{seconds:.2f} s, write {time.perf_counter() - t0:.2f} s"
+    )
     if not quiet:
-        h, w, c = img.shape
         click.echo(
-            f"{os.path.basename(input)} -> {os.path.basename(output)}: {w}x{h} "
+            f"{os.path.basename(src_name)} -> {os.path.basename(dst_name)}: {w}x{h} "
             f"{_CHANNEL_NAMES[c]}, decode {seconds:.2f} s",
             err=True,
         )
@@ -460,18 +891,21 @@ def info(input, as_json):
     """Describe a .sad file without decoding it (does not start the compute backend).
 
     A file whose payload is damaged is still described, then reported as an error.
+    INPUT may be - for standard input.
     """
     from .api import read_info
 
-    _check_input(input)
-    with _reading(input):
+    name = _shown(input, _STDIN)
+    if input != STDIO:
+        _check_input(input)
+    with _reading(name):
         d = read_info(_read_bytes(input))
     if as_json:
         click.echo(json.dumps(d, indent=2))
     else:
-        _print_info(input, d)
+        _print_info(name, d)
     if d["checksum"] != "ok":  # describe what can be read, but say the file is damaged
-        raise SadFormatError(f"cannot read '{input}': {d['checksum'].removeprefix('failed: ')}")
+        raise SadFormatError(f"cannot read '{name}': {d['checksum'].removeprefix('failed: ')}")
 
 
 def _print_info(input: str, d: dict) -> None:
@@ -491,9 +925,21 @@ def _print_info(input: str, d: dict) -> None:
         f"temperature: {q['temperature_bits']} bits from {q['temperature_min']:g}, "
         f"step {q['temperature_step']:g}",
         f"colour:      {q['colour_bits']} bits per channel",
+        f"metadata:    {_metadata_line(d['metadata'])}",
         f"checksum:    {d['checksum']}",
     ]
     click.echo("\n".join(lines))
+
+
+def _metadata_line(m: dict) -> str:
+    """'ICC profile 3144 bytes (sRGB IEC61966-2.1), EXIF 1020 bytes', or what no metadata means."""
+    parts = []
+    if "icc_profile_bytes" in m:
+        desc = m.get("icc_description")
+        parts.append(f"ICC profile {m['icc_profile_bytes']} bytes" + (f" ({desc})" if desc else ""))
+    if "exif_bytes" in m:
+        parts.append(f"EXIF {m['exif_bytes']} bytes")
+    return ", ".join(parts) or "none (colours are sRGB)"
 
 
 def main() -> None:
@@ -543,6 +989,10 @@ def run() -> None:
     # A Ctrl-C now, once the command has finished, only skips writing Taichi's cache.
     with contextlib.suppress(Exception, KeyboardInterrupt):
         shutdown()
+        if code == 0 and _cold_cache:
+            from .backend import mark_kernels_cached
+
+            mark_kernels_cached(_cold_cache[-1])
     os._exit(code)
 
 

@@ -125,7 +125,9 @@ IMG = np.zeros((16, 16, 3), np.uint8)
     "kwargs, kind",
     [
         ({"bpp": "1"}, SadTypeError),
-        ({"bpp": None}, SadTypeError),
+        ({"bpp": [1.0]}, SadTypeError),
+        ({"bpp": None, "size": "lots"}, SadError),
+        ({"bpp": None, "size": 1.5}, SadError),
         ({"bpp": True}, SadTypeError),
         ({"bpp": NAN}, SadError),
         ({"bpp": INF}, SadError),

@@ -191,7 +191,7 @@ def test_info(encoded, capsys, monkeypatch):
 def test_decode_at_other_sizes(encoded, capsys, monkeypatch, args, shape):
     d, img, _, _ = encoded
     code, _, err = run(
-        ["decode", d / "out.sad", "-o", d / "r.png", "-q", *args], capsys, monkeypatch
+        ["decode", d / "out.sad", "-o", d / "r.png", "--quiet", *args], capsys, monkeypatch
     )
     assert code == 0 and err == ""
     out = load(d / "r.png")
@@ -237,7 +237,8 @@ def test_thin_and_tiny_images_round_trip(tmp_path, capsys, monkeypatch, shape):
 def test_same_seed_same_bytes_and_quiet(tmp_path, capsys, monkeypatch):
     save_png(tmp_path / "a.png")
     for name in ("x.sad", "y.sad"):
-        args = ["encode", tmp_path / "a.png", "-o", tmp_path / name, "--seed", "5", "-q", *FAST]
+        args = ["encode", tmp_path / "a.png", "-o", tmp_path / name, "--seed", "5", *FAST]
+        args.append("--quiet")
         code, out, err = run(args, capsys, monkeypatch)
         assert (code, out, err) == (0, "", "")  # --quiet: no bar, no summary
     assert (tmp_path / "x.sad").read_bytes() == (tmp_path / "y.sad").read_bytes()
@@ -256,7 +257,7 @@ def test_existing_output_is_replaced(encoded, tmp_path, capsys, monkeypatch):
     d, _, _, _ = encoded
     (tmp_path / "o.png").write_bytes(b"old")
     code, _, err = run(
-        ["decode", d / "out.sad", "-o", tmp_path / "o.png", "-q"], capsys, monkeypatch
+        ["decode", d / "out.sad", "-o", tmp_path / "o.png", "--quiet"], capsys, monkeypatch
     )
     assert code == 0, err
     assert load(tmp_path / "o.png").shape == (H, W, 3)
@@ -455,7 +456,11 @@ def test_unwritable_output(bad_files, capsys, monkeypatch):
     [
         (["encode", "a.png", "-o", "b.sad", "--arch", "tpu"], "'--arch'"),
         (["encode", "a.png"], "'--output'"),
-        (["encode", "-o", "b.sad"], "Missing argument 'INPUT'"),
+        (["encode", "-o", "b.sad"], "Missing argument 'INPUT...'"),
+        (["decode", "-o", "b.png"], "Missing argument 'INPUT'"),
+        (["decode", "a.sad", "-o", "b.png", "--format", "gif"], "'--format'"),
+        (["decode", "a.sad", "-o", "b.png", "--webp-quality", "-1"], "'--webp-quality'"),
+        (["encode", "-", "-o", "-", "--json"], "--json prints on stdout"),
         (["encode", "a.png", "-o", "b.sad", "--effort", "10"], "'--effort'"),
         (["encode", "a.png", "-o", "b.sad", "--effort", "3", *FAST], "not both"),
         (["encode", "a.png", "-o", "b.sad", "--seed", "-1"], "'--seed'"),
@@ -566,15 +571,16 @@ def test_python_m_and_info_without_taichi(encoded):
 def test_sad_command_exits_quickly_but_completely(encoded, tmp_path):
     """`python -m sadcodec` skips the interpreter's teardown (cli.run): the output is
     complete, the exit code is kept, and Taichi's offline cache is still written; with
-    -q and a cold cache it prints nothing."""
+    --quiet and a cold cache it prints nothing."""
     d, _, _, _ = encoded
     cache = tmp_path / "cache"
     env = {**os.environ, "PYTHONPATH": _pythonpath(), "TI_OFFLINE_CACHE_FILE_PATH": str(cache)}
     out = tmp_path / "out.png"
-    cmd = [sys.executable, "-m", "sadcodec", "decode", str(d / "out.sad"), "-o", str(out), "-q"]
+    cmd = [sys.executable, "-m", "sadcodec", "decode", str(d / "out.sad"), "-o", str(out)]
+    cmd.append("--quiet")
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     assert res.returncode == 0, res.stderr
-    # -q with a fresh cache: compiling the decoder's kernels prints nothing either (an
+    # --quiet with a fresh cache: compiling the decoder's kernels prints nothing either (an
     # i64 loop bound once made Taichi warn on every first compile).
     assert res.stderr == "", res.stderr
     with contextlib.redirect_stdout(io.StringIO()):
@@ -637,12 +643,13 @@ def test_interrupted_encode_loses_nothing(tmp_path, sig, existing):
     try:
         seen = b""
         deadline = time.monotonic() + 60
-        while b"it/s" not in seen and time.monotonic() < deadline:  # the fit is running
+        # The fit is running once its first progress line is out (plain lines: a pipe).
+        while b"fit: " not in seen and time.monotonic() < deadline:
             chunk = os.read(proc.stderr.fileno(), 4096)
             if not chunk:
                 break
             seen += chunk
-        assert b"it/s" in seen, seen
+        assert b"fit: " in seen, seen
         proc.send_signal(sig)
         rest = proc.stderr.read().decode()
         code = proc.wait(timeout=60)
@@ -654,7 +661,7 @@ def test_interrupted_encode_loses_nothing(tmp_path, sig, existing):
     if sig in (signal.SIGINT, signal.SIGTERM):
         want_code, want = (130, "interrupted") if sig == signal.SIGINT else (143, "terminated")
         assert code == want_code, rest
-        assert rest.split("\r")[-1].strip() == f"sad: {want}"
+        assert rest.strip().splitlines()[-1] == f"sad: {want}"
         assert "Traceback" not in rest
     else:
         assert code == -signal.SIGKILL
@@ -756,7 +763,7 @@ def test_decode_into_a_fifo(encoded, tmp_path, capsys, monkeypatch):
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    code, _, err = run(["decode", d / "out.sad", "-o", fifo, "-q"], capsys, monkeypatch)
+    code, _, err = run(["decode", d / "out.sad", "-o", fifo, "--quiet"], capsys, monkeypatch)
     reader.join(timeout=60)
     assert code == 0, err
     assert np.asarray(Image.open(io.BytesIO(got[0]))).shape == (H, W, 3)
@@ -776,7 +783,7 @@ def test_decode_into_a_null_device_keeps_it(encoded, tmp_path, capsys, monkeypat
     except OSError as exc:
         pytest.skip(f"cannot make a character device here: {exc}")
     before = dev.lstat()
-    code, _, err = run(["decode", d / "out.sad", "-o", dev, "-q"], capsys, monkeypatch)
+    code, _, err = run(["decode", d / "out.sad", "-o", dev, "--quiet"], capsys, monkeypatch)
     assert code == 0, err
     after = dev.lstat()
     assert stat.S_ISCHR(after.st_mode) and (after.st_ino, after.st_rdev) == (
@@ -794,7 +801,7 @@ def test_decode_through_a_symlink(encoded, tmp_path, capsys, monkeypatch):
     real.write_bytes(b"old")
     link = tmp_path / "x.png"
     link.symlink_to(real)
-    code, _, err = run(["decode", d / "out.sad", "-o", link, "-q"], capsys, monkeypatch)
+    code, _, err = run(["decode", d / "out.sad", "-o", link, "--quiet"], capsys, monkeypatch)
     assert code == 0, err
     assert link.is_symlink() and load(real).shape == (H, W, 3)
     assert os.listdir(tmp_path / "real") == ["x.png"]
@@ -870,7 +877,7 @@ def test_signal_while_the_output_is_written(encoded, tmp_path, capsys, monkeypat
         return result
 
     monkeypatch.setattr(atomic.os, when, hook)
-    code, _, err = run(["decode", d / "out.sad", "-o", out, "-q"], capsys, monkeypatch)
+    code, _, err = run(["decode", d / "out.sad", "-o", out, "--quiet"], capsys, monkeypatch)
     monkeypatch.undo()
     want_code, what = (130, "interrupted") if sig == "SIGINT" else (143, "terminated")
     assert code == want_code, err
@@ -885,3 +892,178 @@ def test_help_lists_exit_statuses(capsys, monkeypatch):
     assert code == 0
     assert "Exit status: 0 done, 1 input/output/data error, 2 usage error" in " ".join(out.split())
     assert "130 interrupted" in out and "143 terminated" in " ".join(out.split())
+
+
+# ------------------------------------------- conventions of codec command lines (issue 27)
+
+
+def test_quiet_silences_notices_and_q_is_not_quiet(tmp_path, capsys, monkeypatch):
+    gray16 = (make_image("L").astype(np.uint16) * 257).astype(np.uint16)
+    Image.fromarray(gray16).save(tmp_path / "a16.png")
+    args = ["encode", tmp_path / "a16.png", "-o", tmp_path / "a.sad", "--bpp", "3", *FAST]
+    code, out, err = run([*args, "--quiet"], capsys, monkeypatch)
+    assert (code, out, err) == (0, "", "")  # not even the 16-bit notice
+    code, _, err = run([*args, "-q"], capsys, monkeypatch)  # -q means quality elsewhere
+    assert_one_line_error(code, err, "No such option '-q'", expected_code=2)
+
+
+def test_verbose_prints_settings_and_timings(encoded, tmp_path, capsys, monkeypatch):
+    d, _, _, _ = encoded
+    args = ["encode", d / "in.png", "-o", tmp_path / "v.sad", "--bpp", "2", *FAST, "-v"]
+    code, out, err = run(args, capsys, monkeypatch)
+    assert code == 0 and out == "", err
+    lines = err.splitlines()
+    settings = [ln for ln in lines if ln.startswith("sad: settings: ")]
+    assert len(settings) == 1, err
+    assert f"{W}x{H} RGB, budget {2 * W * H // 8} bytes (2 bpp), 30 iterations" in settings[0]
+    timings = [ln for ln in lines if ln.startswith("sad: timings: read ")]
+    assert len(timings) == 1 and " write " in timings[0], err
+    assert SUMMARY.match(lines[-1]), err  # the summary still closes the output
+    args = ["decode", d / "out.sad", "-o", tmp_path / "v.png", "-v"]
+    code, _, err = run(args, capsys, monkeypatch)
+    assert code == 0, err
+    assert re.search(rf"^sad: decode: {W}x{H} stored, \d+ sites \(K = \d+\) -> {W}x{H} PNG", err)
+
+
+def test_progress_is_plain_lines_unless_on_a_terminal(encoded, tmp_path, capsys, monkeypatch):
+    """Written to a file or pipe, progress is a few whole lines (no carriage-return
+    frames): one per tenth of the iterations and one for the rate fit. On a terminal it
+    is a bar."""
+    d, _, _, _ = encoded
+    args = ["encode", d / "in.png", "-o", tmp_path / "p.sad", "--bpp", "2", *FAST]
+    code, _, err = run(args, capsys, monkeypatch)
+    assert code == 0, err
+    assert "\r" not in err
+    lines = err.splitlines()
+    fit = [ln for ln in lines if ln.startswith("fit: ")]
+    assert fit[0].startswith("fit: 1/30 iterations, PSNR ") and fit[-1].startswith("fit: 30/30")
+    assert len(fit) <= 11
+    assert re.fullmatch(r"fit: \d+/30 iterations, PSNR [\d.]+ dB, \d+ sites", fit[1])
+    assert len([ln for ln in lines if ln.startswith("rate: PSNR ")]) == 1
+    assert SUMMARY.match(lines[-1]) and len(lines) == len(fit) + 2
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    code, _, err = run(args, capsys, monkeypatch)
+    assert code == 0 and "\r" in err and "it/s" in err  # tqdm's bar
+
+
+def test_compile_notice_while_the_kernel_cache_is_cold(tmp_path, capsys, monkeypatch):
+    """Said once, by a process whose encoder kernels are not in Taichi's offline cache yet;
+    run() records them after the cache is written, and the next process says nothing."""
+    from sadcodec import backend
+
+    arch = backend.current_arch()
+    monkeypatch.setenv("TI_OFFLINE_CACHE_FILE_PATH", str(tmp_path))
+    monkeypatch.setattr(backend, "current_arch", lambda: None)  # as in a fresh process
+    monkeypatch.setattr(cli, "_cold_cache", [])
+    cli._announce_compile(arch, None)
+    assert capsys.readouterr().err == f"sad: notice: {cli.COMPILE_NOTICE}\n"
+    assert cli._cold_cache == [arch]
+    backend.mark_kernels_cached(arch)  # no cache index yet: the stamp alone means nothing
+    assert not backend.kernels_cached(arch)
+    (tmp_path / "ticache.tcb").write_bytes(b"")  # Taichi wrote its cache
+    backend.mark_kernels_cached(arch)
+    assert backend.kernels_cached(arch) and not backend.kernels_cached("other")
+    cli._announce_compile(arch, None)
+    assert capsys.readouterr().err == ""
+
+
+def _decoded(path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def _api_decode(path) -> np.ndarray:
+    from sadcodec import decode
+
+    return decode(path)
+
+
+@pytest.mark.parametrize(
+    "name,args,kind,exact",
+    [
+        ("o.tif", [], "TIFF", True),
+        ("o.bmp", [], "BMP", True),
+        ("o.ppm", [], "PPM", True),
+        ("o.webp", [], "WEBP", True),
+        ("o.webp", ["--webp-quality", "50"], "WEBP", False),
+        ("o.jpg", ["--jpeg-quality", "20"], "JPEG", False),
+        ("o.png", ["--format", "jpeg"], "JPEG", False),  # --format over the extension
+        ("o.img", ["--format", "tiff"], "TIFF", True),
+    ],
+)
+def test_decode_formats(encoded, tmp_path, capsys, monkeypatch, name, args, kind, exact):
+    d, _, _, _ = encoded
+    code, _, err = run(["decode", d / "out.sad", "-o", tmp_path / name, *args], capsys, monkeypatch)
+    assert code == 0, err
+    assert Image.open(tmp_path / name).format == kind
+    got, want = _decoded(tmp_path / name), _api_decode(d / "out.sad")
+    if exact:
+        np.testing.assert_array_equal(got, want)
+    else:
+        assert 20.0 < psnr(got, want) < 60.0
+
+
+def test_lossy_quality_options_change_the_output(encoded, tmp_path, capsys, monkeypatch):
+    d, _, _, _ = encoded
+    sizes = {}
+    for name, args in [
+        ("hi.jpg", []),
+        ("lo.jpg", ["--jpeg-quality", "10"]),
+        ("lossless.webp", []),
+        ("lossy.webp", ["--webp-quality", "10"]),
+    ]:
+        code, _, err = run(
+            ["decode", d / "out.sad", "-o", tmp_path / name, "--quiet", *args], capsys, monkeypatch
+        )
+        assert code == 0, err
+        sizes[name] = (tmp_path / name).stat().st_size
+    want = _api_decode(d / "out.sad")
+    assert sizes["lo.jpg"] < sizes["hi.jpg"] and sizes["lossy.webp"] < sizes["lossless.webp"]
+    assert psnr(_decoded(tmp_path / "lo.jpg"), want) < psnr(_decoded(tmp_path / "hi.jpg"), want)
+
+
+def test_format_refusals_come_before_the_decode(bad_files, tmp_path, capsys, monkeypatch):
+    """Checked from the header: no decode is spent on an output that cannot be written."""
+    from sadcodec import api
+
+    def no_decode(*args, **kwargs):
+        raise AssertionError("decoded")
+
+    monkeypatch.setattr(api, "decode", no_decode)
+    out = tmp_path / "out"
+    out.mkdir()
+    cases = [
+        (["-o", out / "o.pgm"], "PGM stores greyscale only"),
+        (["-o", out / "o.xyz"], "unknown image extension '.xyz'"),
+        (["-o", out / "o.png", "--format", "gif"], "Invalid value for '--format'"),
+        (["-o", out / "o.png", "--jpeg-quality", "101"], "Invalid value for '--jpeg-quality'"),
+    ]
+    for args, phrase in cases:
+        code, _, err = run(["decode", bad_files / "good.sad", *args], capsys, monkeypatch)
+        assert_one_line_error(code, err, phrase, expected_code=2 if "Invalid" in phrase else 1)
+    assert os.listdir(out) == []
+
+
+def test_cli_format_list_is_imageload_s():
+    """The CLI repeats imageload's formats so that `sad --help` does not import Pillow."""
+    from sadcodec import imageload
+
+    assert cli._FORMATS == imageload.FORMATS
+    assert cli._JPEG_QUALITY == imageload.JPEG_QUALITY
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="tomllib is Python 3.11+")
+def test_every_subpackage_is_in_the_wheel():
+    """pyproject.toml lists the packages to install: one left out builds a wheel whose
+    `sad` fails on import (sadcodec.fit once was)."""
+    import tomllib
+
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        listed = set(tomllib.load(f)["tool"]["setuptools"]["packages"])
+    found = {"sadcodec.kernels"}  # kernels/, installed under sadcodec (package-dir)
+    top = os.path.join(ROOT, "sadcodec")
+    for dirpath, _, files in os.walk(top):
+        if "__init__.py" in files:
+            rel = os.path.relpath(dirpath, top)
+            found.add("sadcodec" if rel == "." else "sadcodec." + rel.replace(os.sep, "."))
+    assert listed == found

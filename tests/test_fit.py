@@ -7,7 +7,7 @@ import numpy as np
 
 import sadcodec
 from sadcodec import quantize, settings
-from sadcodec.fit import FitConfig, Fitter, fit_to_budget
+from sadcodec.fit import FitConfig, Fitter, Schedule, fit_to_budget
 from sadcodec.fit import paths as fitpaths
 from sadcodec.fit.densify import SHED_PER_ROUND, DensifyPrune
 from sadcodec.topk import TopKMap
@@ -167,3 +167,23 @@ def test_the_map_is_refreshed_at_the_early_snap(monkeypatch):
     assert 130 % cfg.exact_refresh_every != 0
     assert log[early - 1] == ("step", False)
     assert log[early + 1] == ("step", True)
+
+
+def test_camera_sized_images_fit_fewer_iterations_subsampled_longer():
+    """From a megapixel, below 1.5 bpp, the default effort fits 7/8 of its iterations and
+    subsamples the gradient for the whole geometry phase (docs/tuning.md, "Photographs at
+    camera resolution"); Kodak-sized images and dense rates keep their schedule."""
+
+    def fit(w: int, h: int, bpp: float, **kw) -> tuple[int, float]:
+        cfg = settings.encode_settings(w, h, 3, bpp, **kw).fit
+        return cfg.iterations, cfg.subsample_until
+
+    assert fit(768, 512, 1.0) == (1600, 0.5)
+    assert fit(2048, 1365, 1.0) == (1400, 0.7)
+    assert fit(2048, 1365, 1.0, effort=1) == (175, 0.7)
+    assert fit(2048, 1365, 2.0) == (1600, 0.3)
+    # An explicit count is used as given; the schedule's shares still follow the size.
+    assert fit(2048, 1365, 1.0, iterations=1600) == (1600, 0.7)
+    freeze = int(FitConfig().freeze_from * 1400)
+    sched = Schedule.of(settings.encode_settings(2048, 1365, 3, 1.0).fit)
+    assert sched.stride_at(freeze - 1) == 2
